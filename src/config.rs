@@ -1,0 +1,551 @@
+//! Typed configuration: layering (built-in defaults, dev keys, file, environment), secrets as
+//! value or file, and validation into the resolved [`Settings`] the service runs on.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use crate::auth::{Partner, Partners, Scope};
+use crate::crypto::keys::{KeyRing, SecretKey, kid_is_valid};
+use crate::media::MediaKind;
+
+/// The documented defaults, compiled in so the file and the code cannot disagree.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// Environment prefix of every setting.
+pub const ENV_PREFIX: &str = "INTEROP_MEDIA_";
+
+/// A secret string from configuration: zeroized on drop, never shown by `Debug`.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for SecretString {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub keys: KeysConfig,
+    pub tokens: TokensConfig,
+    pub retention: RetentionConfig,
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub partners: BTreeMap<String, PartnerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub metrics_listen: String,
+    pub workers: usize,
+    pub public_url: String,
+    pub shutdown_grace_s: u64,
+    pub body_idle_timeout_s: u64,
+    pub log_format: String,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub url: String,
+    pub part_size_mib: u64,
+    pub upload_concurrency: usize,
+    pub s3: S3Config,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Option<SecretString>,
+    pub secret_access_key_file: Option<PathBuf>,
+    pub allow_http: bool,
+    pub path_style: bool,
+}
+
+/// A key given as a value or as a file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    pub key: Option<SecretString>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    pub active: String,
+    #[serde(default)]
+    pub master: BTreeMap<String, KeyEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensConfig {
+    pub active: String,
+    pub default_ttl_s: u64,
+    pub max_ttl_s: u64,
+    pub clock_skew_s: u64,
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeyEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub days: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub sealed: KindLimits,
+}
+
+/// A byte limit per media kind.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindLimits {
+    pub image: u64,
+    pub sticker: u64,
+    pub voice: u64,
+    pub audio: u64,
+    pub video: u64,
+    pub document: u64,
+}
+
+impl KindLimits {
+    pub fn get(&self, kind: MediaKind) -> u64 {
+        match kind {
+            MediaKind::Image => self.image,
+            MediaKind::Sticker => self.sticker,
+            MediaKind::Voice => self.voice,
+            MediaKind::Audio => self.audio,
+            MediaKind::Video => self.video,
+            MediaKind::Document => self.document,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConfig {
+    pub key_sha256: String,
+    pub scopes: Vec<String>,
+    pub max_token_ttl_s: Option<u64>,
+}
+
+/// A configuration problem, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        let key = if e.path.is_empty() {
+            "(config)".to_string()
+        } else {
+            e.path.join(".")
+        };
+        ConfigError::new(key, e.kind.to_string())
+    }
+}
+
+/// Where the layers come from.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// TOML written by `serve --dev` (dev keys); sits above the defaults.
+    pub dev_layer: Option<String>,
+    pub file: Option<PathBuf>,
+    /// Read `INTEROP_MEDIA_*` from the process environment.
+    pub env: bool,
+}
+
+impl Config {
+    /// Merge the layers. Environment variables win over the file, the file over dev keys,
+    /// dev keys over the defaults.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(dev) = &sources.dev_layer {
+            fig = fig.merge(Toml::string(dev));
+        }
+        if let Some(file) = &sources.file {
+            if !file.exists() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} does not exist", file.display()),
+                ));
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        if sources.env {
+            fig = fig.merge(
+                Env::prefixed(ENV_PREFIX)
+                    .split("__")
+                    .filter(|k| k.as_str() != "config"),
+            );
+        }
+        Ok(fig.extract()?)
+    }
+}
+
+/// Resolved settings: every secret loaded, every value checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub metrics_listen: Option<String>,
+    pub workers: usize,
+    pub public_url: Option<String>,
+    pub shutdown_grace: Duration,
+    pub body_idle_timeout: Duration,
+    pub log_json: bool,
+    pub log_level: String,
+    pub storage: StorageSettings,
+    pub master_keys: KeyRing,
+    pub token_keys: KeyRing,
+    pub token_default_ttl: u64,
+    pub token_max_ttl: u64,
+    pub clock_skew: u64,
+    pub retention: Duration,
+    pub sealed_limits: KindLimits,
+    pub partners: Partners,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    pub url: String,
+    pub part_size: usize,
+    pub upload_concurrency: usize,
+    pub s3: S3Settings,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretString>,
+    pub allow_http: bool,
+    pub path_style: bool,
+}
+
+/// Read a secret given as a value or as a file, never both.
+fn secret(
+    key_name: &str,
+    value: Option<&SecretString>,
+    file: Option<&Path>,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            key_name,
+            format!("set either `{key_name}` or `{key_name}_file`, not both"),
+        )),
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Some(SecretString(s.trim().to_string())))
+            .map_err(|e| {
+                ConfigError::new(
+                    format!("{key_name}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            }),
+        (None, None) => Ok(None),
+    }
+}
+
+fn key_ring(
+    section: &str,
+    map_name: &str,
+    active: &str,
+    entries: &BTreeMap<String, KeyEntry>,
+) -> Result<KeyRing, ConfigError> {
+    let mut keys = BTreeMap::new();
+    for (kid, entry) in entries {
+        let path = format!("{section}.{map_name}.{kid}.key");
+        if !kid_is_valid(kid) {
+            return Err(ConfigError::new(
+                format!("{section}.{map_name}.{kid}"),
+                "key ids are 1-16 characters of A-Z a-z 0-9 . _ -",
+            ));
+        }
+        let text = secret(&path, entry.key.as_ref(), entry.key_file.as_deref())?
+            .ok_or_else(|| ConfigError::new(&path, "missing: set `key` or `key_file`"))?;
+        let key =
+            SecretKey::parse(text.expose()).map_err(|e| ConfigError::new(&path, e.to_string()))?;
+        keys.insert(kid.clone(), key);
+    }
+    if active.is_empty() {
+        return Err(ConfigError::new(
+            format!("{section}.active"),
+            "no active key: configure one (`interop-media keygen` prints keys) or run `serve --dev`",
+        ));
+    }
+    KeyRing::new(active.to_string(), keys)
+        .map_err(|e| ConfigError::new(format!("{section}.active"), e.to_string()))
+}
+
+impl Settings {
+    pub fn resolve(c: &Config) -> Result<Settings, ConfigError> {
+        let s = &c.server;
+        if s.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::new(
+                "server.listen",
+                "expected host:port, e.g. 127.0.0.1:8080",
+            ));
+        }
+        if !s.metrics_listen.is_empty() && s.metrics_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::new(
+                "server.metrics_listen",
+                "expected host:port or empty",
+            ));
+        }
+        if !matches!(s.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::new(
+                "server.log_format",
+                "expected \"text\" or \"json\"",
+            ));
+        }
+        if s.body_idle_timeout_s == 0 {
+            return Err(ConfigError::new(
+                "server.body_idle_timeout_s",
+                "must be at least 1",
+            ));
+        }
+        if !s.public_url.is_empty() && url::Url::parse(&s.public_url).is_err() {
+            return Err(ConfigError::new("server.public_url", "not a URL"));
+        }
+        let st = &c.storage;
+        crate::storage::check_url(&st.url).map_err(|m| ConfigError::new("storage.url", m))?;
+        if !(5..=512).contains(&st.part_size_mib) {
+            return Err(ConfigError::new(
+                "storage.part_size_mib",
+                "must be between 5 and 512",
+            ));
+        }
+        if !(1..=16).contains(&st.upload_concurrency) {
+            return Err(ConfigError::new(
+                "storage.upload_concurrency",
+                "must be between 1 and 16",
+            ));
+        }
+        let s3 = &st.s3;
+        let secret_access_key = secret(
+            "storage.s3.secret_access_key",
+            s3.secret_access_key.as_ref(),
+            s3.secret_access_key_file.as_deref(),
+        )?;
+        if s3.access_key_id.is_empty() != secret_access_key.is_none() {
+            return Err(ConfigError::new(
+                "storage.s3.secret_access_key",
+                "access_key_id and secret_access_key go together",
+            ));
+        }
+        let t = &c.tokens;
+        if t.default_ttl_s == 0 || t.default_ttl_s > t.max_ttl_s {
+            return Err(ConfigError::new(
+                "tokens.default_ttl_s",
+                "must be between 1 and tokens.max_ttl_s",
+            ));
+        }
+        if c.retention.days == 0 {
+            return Err(ConfigError::new("retention.days", "must be at least 1"));
+        }
+        let mut partners = Vec::new();
+        for (id, p) in &c.partners {
+            let at = format!("partners.{id}");
+            if !crate::auth::partner_id_is_valid(id) {
+                return Err(ConfigError::new(
+                    at,
+                    "partner ids are 1-32 characters of a-z 0-9 . _ -",
+                ));
+            }
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(p.key_sha256.trim(), &mut hash).map_err(|_| {
+                ConfigError::new(format!("{at}.key_sha256"), "expected 64 hex digits")
+            })?;
+            let mut scopes = Vec::new();
+            for sc in &p.scopes {
+                scopes.push(Scope::parse(sc).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{at}.scopes"),
+                        format!("unknown scope `{sc}`; expected upload, token, delete, seal"),
+                    )
+                })?);
+            }
+            if p.max_token_ttl_s.is_some_and(|m| m == 0 || m > t.max_ttl_s) {
+                return Err(ConfigError::new(
+                    format!("{at}.max_token_ttl_s"),
+                    "must be between 1 and tokens.max_ttl_s",
+                ));
+            }
+            partners.push(Partner {
+                id: id.clone(),
+                key_sha256: hash,
+                scopes,
+                max_token_ttl: p.max_token_ttl_s.unwrap_or(t.max_ttl_s),
+            });
+        }
+        Ok(Settings {
+            listen: s.listen.clone(),
+            metrics_listen: (!s.metrics_listen.is_empty()).then(|| s.metrics_listen.clone()),
+            workers: s.workers,
+            public_url: (!s.public_url.is_empty())
+                .then(|| s.public_url.trim_end_matches('/').to_string()),
+            shutdown_grace: Duration::from_secs(s.shutdown_grace_s),
+            body_idle_timeout: Duration::from_secs(s.body_idle_timeout_s),
+            log_json: s.log_format == "json",
+            log_level: s.log_level.clone(),
+            storage: StorageSettings {
+                url: st.url.clone(),
+                part_size: (st.part_size_mib as usize) << 20,
+                upload_concurrency: st.upload_concurrency,
+                s3: S3Settings {
+                    endpoint: (!s3.endpoint.is_empty()).then(|| s3.endpoint.clone()),
+                    region: s3.region.clone(),
+                    access_key_id: (!s3.access_key_id.is_empty()).then(|| s3.access_key_id.clone()),
+                    secret_access_key,
+                    allow_http: s3.allow_http,
+                    path_style: s3.path_style,
+                },
+            },
+            master_keys: key_ring("keys", "master", &c.keys.active, &c.keys.master)?,
+            token_keys: key_ring("tokens", "keys", &t.active, &t.keys)?,
+            token_default_ttl: t.default_ttl_s,
+            token_max_ttl: t.max_ttl_s,
+            clock_skew: t.clock_skew_s,
+            retention: Duration::from_secs(c.retention.days * 86_400),
+            sealed_limits: c.limits.sealed.clone(),
+            partners: Partners::new(partners),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_keys(extra: &str) -> String {
+        format!(
+            "[keys]\nactive = \"k1\"\n[keys.master.k1]\nkey = \"{}\"\n[tokens]\nactive = \"t1\"\n[tokens.keys.t1]\nkey = \"{}\"\n{extra}",
+            SecretKey::from_bytes([1; 32]).to_base64(),
+            SecretKey::from_bytes([2; 32]).to_base64()
+        )
+    }
+
+    fn load(toml: &str) -> Result<Settings, ConfigError> {
+        let c = Config::load(&Sources {
+            dev_layer: Some(toml.to_string()),
+            ..Default::default()
+        })?;
+        Settings::resolve(&c)
+    }
+
+    #[test]
+    fn defaults_parse_but_need_keys() {
+        let c = Config::load(&Sources::default()).unwrap();
+        let e = Settings::resolve(&c).unwrap_err();
+        assert_eq!(e.key, "keys.active");
+        assert!(load(&with_keys("")).is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(
+            load(&with_keys("[server]\nlisten = \"nope\""))
+                .unwrap_err()
+                .key,
+            "server.listen"
+        );
+        assert_eq!(
+            load(&with_keys("[storage]\nurl = \"ftp://x\""))
+                .unwrap_err()
+                .key,
+            "storage.url"
+        );
+        assert_eq!(
+            load(&with_keys("[server]\nlistn = \"x\"")).unwrap_err().key,
+            "server"
+        );
+        assert_eq!(
+            load(&with_keys("[partners.a]\nkey_sha256 = \"zz\"\nscopes = []"))
+                .unwrap_err()
+                .key,
+            "partners.a.key_sha256"
+        );
+        let h = "0".repeat(64);
+        assert_eq!(
+            load(&with_keys(&format!(
+                "[partners.a]\nkey_sha256 = \"{h}\"\nscopes = [\"fly\"]"
+            )))
+            .unwrap_err()
+            .key,
+            "partners.a.scopes"
+        );
+        let e = load(&with_keys("[keys.master.k1]\nkey_file = \"/nonexistent\"")).unwrap_err();
+        assert_eq!(e.key, "keys.master.k1.key");
+    }
+
+    #[test]
+    fn secret_file_works_and_debug_redacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k");
+        std::fs::write(&f, SecretKey::from_bytes([3; 32]).to_base64()).unwrap();
+        let toml = format!(
+            "[keys]\nactive = \"k1\"\n[keys.master.k1]\nkey_file = \"{}\"\n[tokens]\nactive = \"t1\"\n[tokens.keys.t1]\nkey = \"{}\"\n",
+            f.display(),
+            SecretKey::from_bytes([2; 32]).to_base64()
+        );
+        let s = load(&toml).unwrap();
+        assert_eq!(s.master_keys.get("k1").unwrap().expose(), &[3; 32]);
+        let c = Config::load(&Sources {
+            dev_layer: Some(toml),
+            ..Default::default()
+        })
+        .unwrap();
+        let shown = format!("{c:?} {s:?}");
+        assert!(
+            !shown.contains(&SecretKey::from_bytes([2; 32]).to_base64()),
+            "{shown}"
+        );
+    }
+}

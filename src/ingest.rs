@@ -1,0 +1,484 @@
+//! Sealed upload pipeline: body stream → limits → digest → at-rest seal → single put or
+//! multipart, with a guard that aborts the multipart upload if the request goes away.
+//!
+//! Nothing becomes visible before the whole body has arrived and matched its declared
+//! length, digest and format: small objects are one atomic conditional put, large ones a
+//! multipart upload that is completed only after those checks and aborted otherwise.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use hkdf::Hkdf;
+use hmac::{Hmac, KeyInit, Mac};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::app::AppState;
+use crate::auth::Partner;
+use crate::crypto::keys::SecretKey;
+use crate::crypto::object::{ObjectMeta, seal_header};
+use crate::crypto::stream::{Sealer, plain_len};
+use crate::error::{ApiError, StoreError};
+use crate::media::{MediaFormat, MediaKind};
+use crate::storage::{Head, media_path, read_head};
+
+/// Why reading a request body failed.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The client closed the connection or sent a malformed body.
+    Aborted,
+}
+
+/// What a gateway declared about a sealed upload.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    pub partner: Partner,
+    pub kind: MediaKind,
+    pub format: MediaFormat,
+    pub sha256: [u8; 32],
+    /// `Content-Length`, when the body is not chunked.
+    pub declared_len: Option<u64>,
+}
+
+/// The public description of a stored media (the 201/200 body and `GET /v1/media/{id}`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MediaInfo {
+    pub id: String,
+    pub kind: MediaKind,
+    pub format: MediaFormat,
+    pub size: u64,
+    pub sha256: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl MediaInfo {
+    pub fn from_head(id: &str, head: &Head) -> Result<MediaInfo, StoreError> {
+        let m = &head.header.meta;
+        let payload = head.object_size.saturating_sub(head.header.header_len);
+        Ok(MediaInfo {
+            id: id.to_string(),
+            kind: m.kind,
+            format: m.format,
+            size: plain_len(payload).ok_or(StoreError::Corrupt("payload length"))?,
+            sha256: m.sha256.clone(),
+            created_at: rfc3339(m.created),
+            expires_at: rfc3339(m.expires),
+        })
+    }
+}
+
+pub enum Outcome {
+    Created(MediaInfo),
+    Existing(MediaInfo),
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
+
+/// Keyed derivation of media ids: the same blob from the same partner, kind and format gets
+/// the same id on every replica (that is how duplicate uploads find each other), while the
+/// id reveals nothing about the content to anyone without the key.
+#[derive(Clone)]
+pub struct MediaIds(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for MediaIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MediaIds(<redacted>)")
+    }
+}
+
+impl MediaIds {
+    pub fn new(master: &SecretKey) -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        // 32 bytes is within HKDF-SHA256's output limit.
+        let _ = Hkdf::<Sha256>::new(None, master.expose())
+            .expand(b"interop-media/v1/media-id", k.as_mut());
+        MediaIds(k)
+    }
+
+    pub fn derive(
+        &self,
+        partner: &str,
+        kind: MediaKind,
+        format: MediaFormat,
+        sha256: &[u8; 32],
+    ) -> String {
+        let mut m = match <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.as_ref()) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC accepts any key length"),
+        };
+        for part in [
+            partner.as_bytes(),
+            kind.as_str().as_bytes(),
+            format.as_str().as_bytes(),
+        ] {
+            m.update(&(part.len() as u32).to_be_bytes());
+            m.update(part);
+        }
+        m.update(sha256);
+        hex::encode(&m.finalize().into_bytes()[..16])
+    }
+}
+
+/// Whether a string has the shape of a media id; anything else is refused before storage.
+pub fn id_is_valid(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Look up a media id for `partner`: `Ok(None)` when it does not exist for them.
+/// A partner never learns whether another partner's media exists.
+pub async fn lookup(state: &AppState, partner: &str, id: &str) -> Result<Option<Head>, ApiError> {
+    match read_head(state.store.as_ref(), &state.settings.master_keys, id).await {
+        Ok(head) if head.header.meta.partner == partner => Ok(Some(head)),
+        Ok(_) | Err(StoreError::NotFound) => Ok(None),
+        // Sealed under a retired key: crypto-shredded, as good as gone.
+        Err(StoreError::UnknownKey) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Pull the next body piece, failing on an idle stall.
+async fn next_piece<S>(body: &mut S, idle: Duration) -> Result<Option<Bytes>, ApiError>
+where
+    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+{
+    match tokio::time::timeout(idle, body.next()).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(None) => Ok(None),
+        Ok(Some(Ok(b))) => Ok(Some(b)),
+        Ok(Some(Err(BodyError::Aborted))) => Err(ApiError::BodyAborted),
+    }
+}
+
+/// Counts and hashes the body and enforces the length limits shared by both paths.
+struct Intake {
+    hasher: Sha256,
+    received: u64,
+    limit: u64,
+    declared: Option<u64>,
+    kind: &'static str,
+}
+
+impl Intake {
+    fn take(&mut self, piece: &[u8]) -> Result<(), ApiError> {
+        self.received += piece.len() as u64;
+        if self.declared.is_some_and(|d| self.received > d) {
+            return Err(ApiError::LengthMismatch);
+        }
+        if self.received > self.limit {
+            return Err(ApiError::TooLarge {
+                kind: self.kind,
+                declared: self.received,
+                limit: self.limit,
+            });
+        }
+        self.hasher.update(piece);
+        Ok(())
+    }
+
+    /// Length, digest and structure checks once the body has ended.
+    fn verify(self, req: &UploadRequest) -> Result<u64, ApiError> {
+        if self.declared.is_some_and(|d| d != self.received) {
+            return Err(ApiError::LengthMismatch);
+        }
+        let digest: [u8; 32] = self.hasher.finalize().into();
+        if !bool::from(digest.ct_eq(&req.sha256)) {
+            return Err(ApiError::DigestMismatch);
+        }
+        if !req.format.length_is_valid(self.received) {
+            return Err(ApiError::FormatInvalid {
+                format: req.format.as_str(),
+                len: self.received,
+            });
+        }
+        Ok(self.received)
+    }
+}
+
+/// A multipart upload that is aborted unless it was completed: dropping the request future
+/// (client gone, shutdown) spawns the abort, so no parts linger.
+struct MultipartGuard {
+    upload: Option<WriteMultipart>,
+    metrics: crate::metrics::Metrics,
+    cleanup: crate::app::Cleanup,
+}
+
+impl MultipartGuard {
+    async fn abort(mut self) {
+        if let Some(w) = self.upload.take() {
+            self.metrics.uploads_aborted.inc();
+            if let Err(e) = w.abort().await {
+                tracing::warn!(error = %e, "aborting multipart upload failed; the bucket lifecycle rule will collect it");
+            }
+        }
+    }
+}
+
+impl Drop for MultipartGuard {
+    fn drop(&mut self) {
+        if let Some(w) = self.upload.take() {
+            self.metrics.uploads_aborted.inc();
+            // On the main runtime: the HTTP worker that dropped us may be shutting down.
+            self.cleanup.spawn(async move {
+                if let Err(e) = w.abort().await {
+                    tracing::warn!(error = %e, "aborting multipart upload failed; the bucket lifecycle rule will collect it");
+                }
+            });
+        }
+    }
+}
+
+/// Where sealed bytes go: held in memory until they exceed one part, then a multipart upload.
+enum Sink {
+    Buffer(BytesMut),
+    Multipart(MultipartGuard),
+}
+
+/// The sealed upload: stores the body, or finds the same media already stored.
+pub async fn ingest<S>(
+    state: &AppState,
+    req: UploadRequest,
+    mut body: S,
+) -> Result<Outcome, ApiError>
+where
+    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+{
+    let settings = &state.settings;
+    let limit = settings.sealed_limits.get(req.kind);
+    if let Some(declared) = req.declared_len {
+        // Both checks run before a byte of the body is read.
+        if declared > limit {
+            return Err(ApiError::TooLarge {
+                kind: req.kind.as_str(),
+                declared,
+                limit,
+            });
+        }
+        if !req.format.length_is_valid(declared) {
+            return Err(ApiError::FormatInvalid {
+                format: req.format.as_str(),
+                len: declared,
+            });
+        }
+    }
+    let id = state
+        .ids
+        .derive(&req.partner.id, req.kind, req.format, &req.sha256);
+    let mut intake = Intake {
+        hasher: Sha256::new(),
+        received: 0,
+        limit,
+        declared: req.declared_len,
+        kind: req.kind.as_str(),
+    };
+    let idle = settings.body_idle_timeout;
+    let now = now_unix();
+
+    let existing = lookup(state, &req.partner.id, &id).await?;
+    let replacing = match existing {
+        Some(head) if head.header.meta.expires > now => {
+            // Same content already stored: read the body to prove it is the same blob (and
+            // to leave the connection reusable), store nothing.
+            while let Some(piece) = next_piece(&mut body, idle).await? {
+                intake.take(&piece)?;
+            }
+            intake.verify(&req)?;
+            return Ok(Outcome::Existing(MediaInfo::from_head(&id, &head)?));
+        }
+        // Expired but not yet swept: the new upload takes its place.
+        Some(_) => true,
+        None => false,
+    };
+
+    let mut generation = [0u8; 8];
+    crate::crypto::random_bytes(&mut generation).map_err(|_| ApiError::Internal)?;
+    let meta = ObjectMeta {
+        partner: req.partner.id.clone(),
+        kind: req.kind,
+        format: req.format,
+        sha256: hex::encode(req.sha256),
+        created: now,
+        expires: now + settings.retention.as_secs(),
+        generation: hex::encode(generation),
+    };
+    let (header, cipher) =
+        seal_header(&settings.master_keys, &id, &meta).map_err(|_| ApiError::Internal)?;
+    let mut sealer = Sealer::new(cipher);
+    let part_size = settings.storage.part_size;
+    let path = media_path(&id);
+    let mut first = BytesMut::with_capacity(part_size.min(1 << 20));
+    first.extend_from_slice(&header);
+    let mut sink = Sink::Buffer(first);
+
+    let _in_flight = InFlight::new(&state.metrics);
+    let received = receive(state, &mut body, &mut intake, &mut sealer, &mut sink, &path).await;
+    let size = match received.and_then(|()| intake.verify(&req)) {
+        Ok(size) => size,
+        Err(e) => {
+            if let Sink::Multipart(guard) = sink {
+                guard.abort().await;
+            }
+            return Err(e);
+        }
+    };
+
+    let info = MediaInfo {
+        id: id.clone(),
+        kind: req.kind,
+        format: req.format,
+        size,
+        sha256: meta.sha256.clone(),
+        created_at: rfc3339(meta.created),
+        expires_at: rfc3339(meta.expires),
+    };
+    let outcome = match sink {
+        Sink::Buffer(mut buf) => {
+            sealer.finish(&mut buf);
+            put_small(state, &req, &id, &path, buf.freeze(), replacing, info).await?
+        }
+        Sink::Multipart(mut guard) => {
+            let Some(mut w) = guard.upload.take() else {
+                return Err(ApiError::Internal);
+            };
+            let mut tail = BytesMut::new();
+            sealer.finish(&mut tail);
+            w.put(tail.freeze());
+            // Completing a multipart upload overwrites: of two replicas racing on the same
+            // large content the last to complete wins, and both stored the same plaintext
+            // under the same id, so either result is the media both were told about.
+            if let Err(e) = w.finish().await {
+                tracing::warn!(error = %e, "completing multipart upload failed");
+                state.metrics.uploads_aborted.inc();
+                return Err(StoreError::from(e).into());
+            }
+            Outcome::Created(info)
+        }
+    };
+    state
+        .metrics
+        .bytes_in
+        .with_label_values(&[req.kind.as_str()])
+        .inc_by(size);
+    Ok(outcome)
+}
+
+/// Stream the body through the intake checks and the sealer into the sink. The first part
+/// stays in memory so that small objects can be written with one conditional put.
+async fn receive<S>(
+    state: &AppState,
+    body: &mut S,
+    intake: &mut Intake,
+    sealer: &mut Sealer,
+    sink: &mut Sink,
+    path: &object_store::path::Path,
+) -> Result<(), ApiError>
+where
+    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+{
+    let storage = &state.settings.storage;
+    while let Some(piece) = next_piece(body, state.settings.body_idle_timeout).await? {
+        intake.take(&piece)?;
+        match sink {
+            Sink::Buffer(buf) => {
+                sealer.push(&piece, buf);
+                if buf.len() > storage.part_size {
+                    let upload = state
+                        .store
+                        .put_multipart(path)
+                        .await
+                        .map_err(StoreError::from)?;
+                    let mut w = WriteMultipart::new_with_chunk_size(upload, storage.part_size);
+                    w.put(buf.split().freeze());
+                    *sink = Sink::Multipart(MultipartGuard {
+                        upload: Some(w),
+                        metrics: state.metrics.clone(),
+                        cleanup: state.cleanup.clone(),
+                    });
+                }
+            }
+            Sink::Multipart(guard) => {
+                let mut out = BytesMut::with_capacity(piece.len() + 64);
+                sealer.push(&piece, &mut out);
+                if let Some(w) = guard.upload.as_mut() {
+                    // Backpressure: at most `upload_concurrency` parts in flight, so memory
+                    // per upload stays near (concurrency + 1) x part size.
+                    w.wait_for_capacity(storage.upload_concurrency)
+                        .await
+                        .map_err(StoreError::from)?;
+                    w.put(out.freeze());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write an object that fits one part with a single atomic put. A fresh id uses a
+/// conditional create: of two replicas racing on the same content exactly one creates it,
+/// and the other reports the stored media.
+async fn put_small(
+    state: &AppState,
+    req: &UploadRequest,
+    id: &str,
+    path: &object_store::path::Path,
+    object: Bytes,
+    replacing: bool,
+    info: MediaInfo,
+) -> Result<Outcome, ApiError> {
+    let put = |mode| {
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        state
+            .store
+            .put_opts(path, PutPayload::from(object.clone()), opts)
+    };
+    if replacing {
+        put(PutMode::Overwrite).await.map_err(StoreError::from)?;
+        return Ok(Outcome::Created(info));
+    }
+    match put(PutMode::Create).await {
+        Ok(_) => Ok(Outcome::Created(info)),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            if let Some(head) = lookup(state, &req.partner.id, id).await?
+                && head.header.meta.expires > now_unix()
+            {
+                return Ok(Outcome::Existing(MediaInfo::from_head(id, &head)?));
+            }
+            // A stale object (expired, or sealed under a retired key) holds the id.
+            put(PutMode::Overwrite).await.map_err(StoreError::from)?;
+            Ok(Outcome::Created(info))
+        }
+        Err(e) => Err(StoreError::from(e).into()),
+    }
+}
+
+/// Counts an upload as in flight for as long as it lives.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(m: &crate::metrics::Metrics) -> Self {
+        m.uploads_in_flight.inc();
+        InFlight(m.uploads_in_flight.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

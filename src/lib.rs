@@ -1,0 +1,63 @@
+//! interop-media: the media host for messaging interoperability. Accepts end-to-end
+//! encrypted attachments from gateways, stores them encrypted again at rest in object
+//! storage, and serves them to holders of short-lived download tokens.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over this library; [`run`] is the whole service.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod devkeys;
+pub mod error;
+pub mod ingest;
+pub mod media;
+pub mod metrics;
+pub mod range;
+pub mod retrieve;
+pub mod routes;
+pub mod storage;
+pub mod sweep;
+pub mod tokens;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+
+use crate::app::AppState;
+use crate::config::Settings;
+
+/// Run the service on `listener` until `shutdown` resolves, then drain and stop.
+/// `ready` is called with the bound address once the server accepts connections.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), String> {
+    let store = storage::open(&settings.storage)?;
+    run_with_store(settings, store, listener, shutdown, ready).await
+}
+
+/// [`run`] with a caller-supplied store (tests inject failing stores this way).
+pub async fn run_with_store(
+    settings: Settings,
+    store: Arc<dyn ObjectStore>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), String> {
+    let metrics_listener = match &settings.metrics_listen {
+        Some(addr) => {
+            Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
+        }
+        None => None,
+    };
+    let state = Arc::new(AppState::new(settings, store)?);
+    app::serve(state, listener, metrics_listener, shutdown, ready)
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}

@@ -1,0 +1,228 @@
+//! interop-media command line: `serve` (default), `keygen`, `config check`, `sweep`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use interop_media::config::{Config, Settings, Sources};
+use interop_media::crypto::keys::SecretKey;
+use interop_media::{devkeys, ingest, storage, sweep};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "interop-media",
+    version,
+    about = "Media host for messaging interoperability"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Args, Default)]
+struct ConfigArgs {
+    /// Configuration file (TOML); see config/default.toml for every key.
+    #[arg(long, env = "INTEROP_MEDIA_CONFIG", global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args, Default)]
+struct ServeArgs {
+    /// DEV ONLY: generate and keep keys and a partner key in the data dir, store media there.
+    #[arg(long)]
+    dev: bool,
+    /// Listen address (overrides server.listen); port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory for --dev (keys, objects).
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default command).
+    Serve(ServeArgs),
+    /// Print fresh keys: at-rest master key, token key, and a partner API key with its hash.
+    Keygen,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Delete expired media from the store.
+    Sweep {
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration (file + environment) and name the offending key.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+fn load(config: &ConfigArgs, dev_layer: Option<String>) -> Result<Settings, String> {
+    let sources = Sources {
+        dev_layer,
+        file: config.config.clone(),
+        env: true,
+    };
+    let c = Config::load(&sources).map_err(|e| format!("configuration error: {e}"))?;
+    Settings::resolve(&c).map_err(|e| format!("configuration error: {e}"))
+}
+
+fn init_logging(json: bool, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let dev = if args.dev {
+        Some(devkeys::ensure(&args.data_dir)?)
+    } else {
+        None
+    };
+    let mut settings = load(&args.config, dev.as_ref().map(|d| d.layer.clone()))?;
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    init_logging(settings.log_json, &settings.log_level);
+    if let Some(d) = &dev {
+        eprintln!(
+            "WARNING: --dev mode: keys are generated and stored unencrypted in {}. Not for production.",
+            args.data_dir.display()
+        );
+        match &d.new_partner_key {
+            Some(key) => eprintln!(
+                "dev partner key (shown once; also in {}): {key}",
+                args.data_dir.join(devkeys::PARTNER_KEY_FILE).display()
+            ),
+            None => eprintln!(
+                "dev partner key: see {}",
+                args.data_dir.join(devkeys::PARTNER_KEY_FILE).display()
+            ),
+        }
+    }
+    let listener = TcpListener::bind(&settings.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    tracing::info!(storage = %settings.storage.url, partners = settings.partners.len(), "starting");
+    interop_media::run(settings, listener, shutdown_signal(), |addr| {
+        println!("listening on {addr}");
+    })
+    .await
+}
+
+fn keygen() -> Result<(), String> {
+    let master = SecretKey::generate().map_err(|e| e.to_string())?;
+    let token = SecretKey::generate().map_err(|e| e.to_string())?;
+    let partner = devkeys::new_partner_key()?;
+    println!("# Fresh keys. Put the secrets in your secret store; only the hash goes in config.");
+    println!(
+        "[keys]\nactive = \"k1\"\n[keys.master.k1]\nkey = \"{}\"\n",
+        master.to_base64()
+    );
+    println!(
+        "[tokens]\nactive = \"t1\"\n[tokens.keys.t1]\nkey = \"{}\"\n",
+        token.to_base64()
+    );
+    println!("# Give this API key to the partner's gateway (it is not stored anywhere):");
+    println!("#   {partner}");
+    println!(
+        "[partners.example]\nkey_sha256 = \"{}\"\nscopes = [\"upload\", \"token\", \"delete\"]",
+        devkeys::partner_key_hash(&partner)
+    );
+    Ok(())
+}
+
+async fn run_sweep(config: ConfigArgs, dry_run: bool) -> Result<(), String> {
+    let settings = load(&config, None)?;
+    init_logging(settings.log_json, &settings.log_level);
+    let store = storage::open(&settings.storage)?;
+    let report = sweep::sweep(
+        store.as_ref(),
+        &settings.master_keys,
+        ingest::now_unix(),
+        dry_run,
+    )
+    .await?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs {
+        data_dir: PathBuf::from("data"),
+        ..Default::default()
+    }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Keygen => keygen(),
+        Command::Config {
+            action: ConfigAction::Check { config },
+        } => load(&config, None).map(|_| println!("config ok")),
+        Command::Sweep { dry_run, config } => runtime.block_on(run_sweep(config, dry_run)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

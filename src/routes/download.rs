@@ -1,0 +1,85 @@
+//! `GET`/`HEAD /v1/download/{token}`: the stored blob for anyone holding a valid token.
+
+use actix_web::body::SizedStream;
+use actix_web::http::{Method, header};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use futures::StreamExt;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::range::{RangeAnswer, interpret};
+use crate::retrieve::{body, resolve};
+
+/// Whether an `If-None-Match` value matches our (strong) ETag; weak comparison, per RFC 9110.
+fn none_match(value: &str, etag: &str) -> bool {
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+}
+
+fn common(resp: &mut HttpResponseBuilder, etag: &str) {
+    resp.insert_header((header::ETAG, etag.to_string()))
+        .insert_header((header::CACHE_CONTROL, "private"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::ACCEPT_RANGES, "bytes"));
+}
+
+pub async fn download(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    token: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let r = resolve(&state, &token).await?;
+    let etag = r.etag();
+    let headers = req.headers();
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        && none_match(inm, &etag)
+    {
+        let mut resp = HttpResponse::NotModified();
+        common(&mut resp, &etag);
+        return Ok(resp.finish());
+    }
+    // If-Range with a different validator: the client's partial copy is stale, send it all.
+    let range_header = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| {
+            headers
+                .get(header::IF_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.trim() == etag)
+        });
+    let (mut resp, first, last) = match interpret(range_header, r.len) {
+        RangeAnswer::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { size: r.len }),
+        RangeAnswer::Full => (HttpResponse::Ok(), 0, r.len.saturating_sub(1)),
+        RangeAnswer::Partial { first, last } => {
+            let mut resp = HttpResponse::PartialContent();
+            resp.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {first}-{last}/{}", r.len),
+            ));
+            (resp, first, last)
+        }
+    };
+    common(&mut resp, &etag);
+    resp.content_type("application/octet-stream");
+    let len = if r.len == 0 { 0 } else { last - first + 1 };
+    if req.method() == Method::HEAD || len == 0 {
+        // Content-Length of what a GET would send, no body and no store read.
+        return Ok(resp.body(SizedStream::new(
+            len,
+            futures::stream::empty::<Result<bytes::Bytes, ApiError>>(),
+        )));
+    }
+    let kind = r.head.header.meta.kind.as_str();
+    let counter = state.metrics.bytes_out.with_label_values(&[kind]);
+    let stream = body(state.store.clone(), &r, first, last).inspect(move |piece| {
+        if let Ok(b) = piece {
+            counter.inc_by(b.len() as u64);
+        }
+    });
+    Ok(resp.body(SizedStream::new(len, stream)))
+}

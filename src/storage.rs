@@ -1,0 +1,162 @@
+//! Object storage: the backend chosen by URL, the key scheme, and reading object headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore};
+
+use crate::config::StorageSettings;
+use crate::crypto::keys::KeyRing;
+use crate::crypto::object::{HeaderError, MAX_HEADER_LEN, OpenedHeader, open_header};
+use crate::error::StoreError;
+
+/// Every stored media lives under this prefix, named by its opaque id and nothing else, so a
+/// bucket listing reveals neither partner nor kind.
+pub const MEDIA_PREFIX: &str = "media";
+
+/// The object path of a media id (lowercase hex).
+pub fn media_path(id: &str) -> Path {
+    Path::from_iter([MEDIA_PREFIX, id])
+}
+
+enum Backend<'a> {
+    File(&'a str),
+    Memory,
+    S3 { bucket: &'a str, prefix: &'a str },
+}
+
+fn parse(url: &str) -> Result<Backend<'_>, String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(
+                "file:// URLs need an absolute path, e.g. file:///var/lib/interop-media".into(),
+            );
+        }
+        Ok(Backend::File(path))
+    } else if url == "memory://" || url == "memory:///" {
+        Ok(Backend::Memory)
+    } else if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err("s3:// URLs name a bucket: s3://bucket[/prefix]".into());
+        }
+        Ok(Backend::S3 {
+            bucket,
+            prefix: prefix.trim_matches('/'),
+        })
+    } else if url.starts_with("gs://") || url.starts_with("az://") {
+        Err("gs:// and az:// are not built into this release; use s3:// (GCS and Azure speak S3 through their interop endpoints) or file://".into())
+    } else {
+        Err("expected file:///dir, memory:// or s3://bucket[/prefix]".into())
+    }
+}
+
+/// Whether the storage URL names a backend this build can open.
+pub fn check_url(url: &str) -> Result<(), String> {
+    parse(url).map(|_| ())
+}
+
+/// Open the configured backend.
+pub fn open(s: &StorageSettings) -> Result<Arc<dyn ObjectStore>, String> {
+    Ok(match parse(&s.url)? {
+        Backend::File(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
+            Arc::new(
+                LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| format!("cannot open {dir}: {e}"))?
+                    // Empty directories left by deletes are removed, so sweeps don't grow the tree.
+                    .with_automatic_cleanup(true),
+            )
+        }
+        Backend::Memory => Arc::new(InMemory::new()),
+        Backend::S3 { bucket, prefix } => {
+            let mut b = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(&s.s3.region)
+                .with_allow_http(s.s3.allow_http)
+                .with_virtual_hosted_style_request(!s.s3.path_style)
+                .with_client_options(
+                    ClientOptions::new()
+                        .with_connect_timeout(Duration::from_secs(5))
+                        // Parts are at most 512 MiB; even a slow link moves one well within this.
+                        .with_timeout(Duration::from_secs(300)),
+                );
+            if let Some(e) = &s.s3.endpoint {
+                b = b.with_endpoint(e);
+            }
+            if let (Some(id), Some(secret)) = (&s.s3.access_key_id, &s.s3.secret_access_key) {
+                b = b
+                    .with_access_key_id(id)
+                    .with_secret_access_key(secret.expose());
+            }
+            let store = b.build().map_err(|e| format!("cannot configure S3: {e}"))?;
+            if prefix.is_empty() {
+                Arc::new(store)
+            } else {
+                Arc::new(PrefixStore::new(store, prefix))
+            }
+        }
+    })
+}
+
+/// A media object's opened header plus what the first read returned.
+#[derive(Debug)]
+pub struct Head {
+    pub header: OpenedHeader,
+    /// Size of the whole stored object.
+    pub object_size: u64,
+    /// Bytes already read past the header (the start of the payload), reused by small downloads.
+    pub prefix: Bytes,
+}
+
+/// Read and authenticate a media object's header with one ranged read.
+pub async fn read_head(
+    store: &dyn ObjectStore,
+    ring: &KeyRing,
+    id: &str,
+) -> Result<Head, StoreError> {
+    let opts = GetOptions {
+        range: Some(GetRange::Bounded(0..MAX_HEADER_LEN as u64)),
+        ..Default::default()
+    };
+    let got = store.get_opts(&media_path(id), opts).await?;
+    let object_size = got.meta.size;
+    let bytes = got.bytes().await?;
+    let header = open_header(ring, id, &bytes).map_err(|e| match e {
+        HeaderError::UnknownKid => StoreError::UnknownKey,
+        HeaderError::Truncated(_) => StoreError::Corrupt("header truncated"),
+        HeaderError::BadMagic => StoreError::Corrupt("bad magic"),
+        HeaderError::Version(_) => StoreError::Corrupt("unsupported version"),
+        HeaderError::Auth => StoreError::Corrupt("header authentication failed"),
+        HeaderError::Malformed => StoreError::Corrupt("header malformed"),
+    })?;
+    let prefix = bytes.slice((header.header_len as usize).min(bytes.len())..);
+    Ok(Head {
+        header,
+        object_size,
+        prefix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(check_url("file:///tmp/x").is_ok());
+        assert!(check_url("file://relative").is_err());
+        assert!(check_url("memory://").is_ok());
+        assert!(check_url("s3://bucket").is_ok());
+        assert!(check_url("s3://bucket/some/prefix").is_ok());
+        assert!(check_url("s3://").is_err());
+        assert!(check_url("http://x").is_err());
+        assert_eq!(media_path("abc").as_ref(), "media/abc");
+    }
+}
