@@ -504,7 +504,7 @@ mod tests {
         );
         assert_eq!(
             load(&with_keys("[server]\nlistn = \"x\"")).unwrap_err().key,
-            "server"
+            "server.listn"
         );
         assert_eq!(
             load(&with_keys("[partners.a]\nkey_sha256 = \"zz\"\nscopes = []"))
@@ -521,8 +521,12 @@ mod tests {
             .key,
             "partners.a.scopes"
         );
-        let e = load(&with_keys("[keys.master.k1]\nkey_file = \"/nonexistent\"")).unwrap_err();
-        assert_eq!(e.key, "keys.master.k1.key");
+        let toml = format!(
+            "[keys]\nactive = \"k1\"\n[keys.master.k1]\nkey_file = \"/nonexistent\"\n[tokens]\nactive = \"t1\"\n[tokens.keys.t1]\nkey = \"{}\"\n",
+            SecretKey::from_bytes([2; 32]).to_base64()
+        );
+        let e = load(&toml).unwrap_err();
+        assert_eq!(e.key, "keys.master.k1.key_file");
     }
 
     #[test]
