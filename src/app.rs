@@ -69,33 +69,100 @@ impl AppState {
     }
 }
 
-/// The route table: every route of the service, in one place.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/v1")
-            .route("/media", web::post().to(routes::upload::upload))
-            .route("/media/{id}", web::get().to(routes::media::get))
-            .route("/media/{id}", web::delete().to(routes::media::delete))
-            .route("/media/{id}/tokens", web::post().to(routes::tokens::mint))
-            .route(
-                "/download/{token}",
-                web::get().to(routes::download::download),
-            )
-            .route(
-                "/download/{token}",
-                web::head().to(routes::download::download),
-            ),
+/// Every route of [`routes`] as (HTTP method, path template), for the API contract test
+/// (`tests/openapi.rs` checks that `docs/openapi.json` describes exactly these).
+/// MUST match the table in `routes` below: add, change or remove a route in both places.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/media"),
+    ("GET", "/v1/media/{id}"),
+    ("DELETE", "/v1/media/{id}"),
+    ("POST", "/v1/media/{id}/tokens"),
+    ("GET", "/v1/download/{token}"),
+    ("HEAD", "/v1/download/{token}"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+];
+
+/// Answer for a known path with a method it does not serve.
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(
+        move || async move { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(allow)) },
     )
-    .route("/healthz", web::get().to(routes::health::healthz))
-    .route("/readyz", web::get().to(routes::health::readyz))
-    .route("/metrics", web::get().to(routes::health::metrics))
-    .route("/openapi.json", web::get().to(routes::health::openapi));
+}
+
+/// The route table: every route of the service, in one place. `/metrics` is served here
+/// only when it has no listener of its own.
+pub fn routes(cfg: &mut web::ServiceConfig, metrics_here: bool) {
+    use routes::{download, health, media, tokens, upload};
+    cfg.service(
+        web::resource("/v1/media")
+            .post(upload::upload)
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/v1/media/{id}")
+            .get(media::get)
+            .delete(media::delete)
+            .default_service(not_allowed("GET, DELETE")),
+    )
+    .service(
+        web::resource("/v1/media/{id}/tokens")
+            .post(tokens::mint)
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/v1/download/{token}")
+            .get(download::download)
+            .head(download::download)
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/healthz")
+            .get(health::healthz)
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/readyz")
+            .get(health::readyz)
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/openapi.json")
+            .get(health::openapi)
+            .default_service(not_allowed("GET")),
+    );
+    if metrics_here {
+        cfg.service(
+            web::resource("/metrics")
+                .get(health::metrics)
+                .default_service(not_allowed("GET")),
+        );
+    }
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|_, _| ApiError::from(BadRequest::InvalidField("query")).into())
 }
 
 fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(4096)
-        .error_handler(|err, _| ApiError::from(BadRequest::MalformedJson(err.to_string())).into())
+        .error_handler(|err, _| {
+            use actix_web::error::JsonPayloadError;
+            match err {
+                JsonPayloadError::Overflow { limit }
+                | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::TooLarge {
+                    kind: "json",
+                    declared: limit as u64 + 1,
+                    limit: limit as u64,
+                }
+                .into(),
+                other => ApiError::from(BadRequest::MalformedJson(other.to_string())).into(),
+            }
+        })
 }
 
 fn path_config() -> web::PathConfig {
@@ -141,6 +208,7 @@ pub async fn serve(
         n => n,
     };
     let grace = state.settings.shutdown_grace;
+    let metrics_here = metrics_listener.is_none();
     let server = HttpServer::new({
         let data = data.clone();
         move || {
@@ -148,6 +216,7 @@ pub async fn serve(
                 .app_data(data.clone())
                 .app_data(json_config())
                 .app_data(path_config())
+                .app_data(query_config())
                 .wrap_fn(|req, srv| {
                     let started = Instant::now();
                     let rid = request_id(&req);
@@ -197,7 +266,7 @@ pub async fn serve(
                     }
                     .instrument(span)
                 })
-                .configure(routes)
+                .configure(|cfg| routes(cfg, metrics_here))
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::NotFoundRoute)
                 }))
@@ -237,6 +306,8 @@ pub async fn serve(
     shutdown.await;
     tracing::info!(grace_s = grace.as_secs(), "shutdown requested: draining");
     state.draining.store(true, Ordering::SeqCst);
+    // Keep serving while load balancers notice the failing readiness probe.
+    tokio::time::sleep(state.settings.drain_delay).await;
     // Graceful stop: stop accepting, let in-flight requests finish within the grace period;
     // actix then drops what is left, and dropped uploads schedule their aborts.
     handle.stop(true).await;

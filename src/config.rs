@@ -63,6 +63,7 @@ pub struct ServerConfig {
     pub metrics_listen: String,
     pub workers: usize,
     pub public_url: String,
+    pub drain_delay_s: u64,
     pub shutdown_grace_s: u64,
     pub body_idle_timeout_s: u64,
     pub log_format: String,
@@ -120,7 +121,7 @@ pub struct TokensConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
-    pub days: u64,
+    pub ttl_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -235,6 +236,7 @@ pub struct Settings {
     pub metrics_listen: Option<String>,
     pub workers: usize,
     pub public_url: Option<String>,
+    pub drain_delay: Duration,
     pub shutdown_grace: Duration,
     pub body_idle_timeout: Duration,
     pub log_json: bool,
@@ -387,8 +389,8 @@ impl Settings {
                 "must be between 1 and tokens.max_ttl_s",
             ));
         }
-        if c.retention.days == 0 {
-            return Err(ConfigError::new("retention.days", "must be at least 1"));
+        if c.retention.ttl_s == 0 {
+            return Err(ConfigError::new("retention.ttl_s", "must be at least 1"));
         }
         let mut partners = Vec::new();
         for (id, p) in &c.partners {
@@ -431,6 +433,7 @@ impl Settings {
             workers: s.workers,
             public_url: (!s.public_url.is_empty())
                 .then(|| s.public_url.trim_end_matches('/').to_string()),
+            drain_delay: Duration::from_secs(s.drain_delay_s),
             shutdown_grace: Duration::from_secs(s.shutdown_grace_s),
             body_idle_timeout: Duration::from_secs(s.body_idle_timeout_s),
             log_json: s.log_format == "json",
@@ -453,7 +456,7 @@ impl Settings {
             token_default_ttl: t.default_ttl_s,
             token_max_ttl: t.max_ttl_s,
             clock_skew: t.clock_skew_s,
-            retention: Duration::from_secs(c.retention.days * 86_400),
+            retention: Duration::from_secs(c.retention.ttl_s),
             sealed_limits: c.limits.sealed.clone(),
             partners: Partners::new(partners),
         })

@@ -19,8 +19,8 @@ pub enum ApiError {
     MediaNotFound,
     #[error("no such route")]
     NotFoundRoute,
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    #[error("method not allowed; this path serves {0}")]
+    MethodNotAllowed(&'static str),
     #[error("{0} is not available in this release")]
     NotImplemented(&'static str),
     #[error("the media has expired")]
@@ -31,7 +31,7 @@ pub enum ApiError {
     TokenExpired,
     #[error("the download token was signed with a key this service does not know")]
     TokenUnknownKey,
-    #[error("the declared length {declared} exceeds the {kind} limit of {limit} bytes")]
+    #[error("{declared} bytes exceed the {kind} limit of {limit} bytes")]
     TooLarge {
         kind: &'static str,
         declared: u64,
@@ -72,8 +72,6 @@ pub enum BadRequest {
     MalformedJson(String),
     #[error("invalid field `{0}`")]
     InvalidField(&'static str),
-    #[error("malformed media id")]
-    MalformedId,
 }
 
 impl BadRequest {
@@ -85,7 +83,6 @@ impl BadRequest {
             BadRequest::MissingHeader(_) => "missing-header",
             BadRequest::MalformedJson(_) => "malformed-json",
             BadRequest::InvalidField(_) => "invalid-field",
-            BadRequest::MalformedId => "malformed-id",
         }
     }
 }
@@ -105,7 +102,7 @@ impl ApiError {
             ApiError::BadRequest(b) => b.code(),
             ApiError::MediaNotFound => "media-not-found",
             ApiError::NotFoundRoute => "not-found",
-            ApiError::MethodNotAllowed => "method-not-allowed",
+            ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::NotImplemented(_) => "not-implemented",
             ApiError::MediaExpired => "media-expired",
             ApiError::TokenInvalid => "token-invalid",
@@ -155,7 +152,7 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::MediaNotFound | ApiError::NotFoundRoute => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::MediaExpired => StatusCode::GONE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -183,13 +180,18 @@ impl ResponseError for ApiError {
             detail,
         };
         let mut resp = HttpResponse::build(status);
-        resp.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        resp.insert_header((header::CONTENT_TYPE, "application/problem+json"))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .insert_header((header::CACHE_CONTROL, "no-store"));
         match self {
             ApiError::Unauthenticated => {
                 resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             ApiError::StorageUnavailable | ApiError::ShuttingDown => {
                 resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                resp.insert_header((header::ALLOW, *allow));
             }
             ApiError::RangeNotSatisfiable { size } => {
                 resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));

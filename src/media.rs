@@ -89,8 +89,8 @@ impl MediaFormat {
     /// ciphertext is at least one block; the MAC and (for Signal) the IV frame it.
     pub fn length_is_valid(self, len: u64) -> bool {
         match self {
-            MediaFormat::Whatsapp => len >= 26 && (len - 10) % 16 == 0,
-            MediaFormat::Signal => len >= 64 && (len - 48) % 16 == 0,
+            MediaFormat::Whatsapp => len >= 26 && (len - 10).is_multiple_of(16),
+            MediaFormat::Signal => len >= 64 && (len - 48).is_multiple_of(16),
             MediaFormat::Opaque => true,
         }
     }

@@ -131,7 +131,8 @@ pub fn body(
         opener: Some(opener),
         skip: span.skip,
         remaining: want,
-        out: BytesMut::new(),
+        rest: Bytes::new(),
+        out: BytesMut::with_capacity(COALESCE + crate::crypto::stream::SEALED_CHUNK_SIZE),
     };
     stream::try_unfold(state, Decrypting::step).boxed()
 }
@@ -141,6 +142,10 @@ struct Decrypting {
     opener: Option<Opener>,
     skip: u64,
     remaining: u64,
+    /// Store bytes not yet decrypted: stores may hand over a whole ranged GET as one piece,
+    /// so it is fed to the opener at most `COALESCE` bytes per step, keeping memory per
+    /// download bounded and the first byte early.
+    rest: Bytes,
     out: BytesMut,
 }
 
@@ -150,18 +155,23 @@ impl Decrypting {
             if self.remaining == 0 {
                 return Ok(None);
             }
-            match self.source.next().await {
-                Some(piece) => {
-                    let piece = piece?;
-                    let Some(opener) = self.opener.as_mut() else {
-                        return Ok(None);
-                    };
-                    opener.push(&piece, &mut self.out).map_err(corrupt)?;
+            while self.rest.is_empty() && self.opener.is_some() {
+                match self.source.next().await {
+                    Some(piece) => self.rest = piece?,
+                    None => break,
                 }
-                None => match self.opener.take() {
+            }
+            if !self.rest.is_empty() {
+                let take = self.rest.split_to(COALESCE.min(self.rest.len()));
+                let Some(opener) = self.opener.as_mut() else {
+                    return Ok(None);
+                };
+                opener.push(&take, &mut self.out).map_err(corrupt)?;
+            } else {
+                match self.opener.take() {
                     Some(opener) => opener.finish(&mut self.out).map_err(corrupt)?,
                     None => return Ok(None),
-                },
+                }
             }
             if self.skip > 0 {
                 let n = (self.skip as usize).min(self.out.len());

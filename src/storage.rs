@@ -76,17 +76,19 @@ pub fn open(s: &StorageSettings) -> Result<Arc<dyn ObjectStore>, String> {
         }
         Backend::Memory => Arc::new(InMemory::new()),
         Backend::S3 { bucket, prefix } => {
+            // Client options first: `with_client_options` replaces them whole, and
+            // `with_allow_http` is stored inside them.
             let mut b = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_region(&s.s3.region)
-                .with_allow_http(s.s3.allow_http)
-                .with_virtual_hosted_style_request(!s.s3.path_style)
                 .with_client_options(
                     ClientOptions::new()
                         .with_connect_timeout(Duration::from_secs(5))
                         // Parts are at most 512 MiB; even a slow link moves one well within this.
                         .with_timeout(Duration::from_secs(300)),
-                );
+                )
+                .with_bucket_name(bucket)
+                .with_region(&s.s3.region)
+                .with_allow_http(s.s3.allow_http)
+                .with_virtual_hosted_style_request(!s.s3.path_style);
             if let Some(e) = &s.s3.endpoint {
                 b = b.with_endpoint(e);
             }

@@ -31,7 +31,15 @@ fn parse_request(req: &HttpRequest, gw: Gateway) -> Result<UploadRequest, ApiErr
     let format = header(req, "x-media-format")?
         .parse()
         .map_err(|()| BadRequest::UnknownFormat)?;
-    let sha256 = parse_sha256(header(req, "x-media-sha256")?).ok_or(BadRequest::MalformedDigest)?;
+    let digest = req
+        .headers()
+        .get("x-media-sha256")
+        .ok_or(BadRequest::MissingHeader("x-media-sha256"))?;
+    let sha256 = digest
+        .to_str()
+        .ok()
+        .and_then(parse_sha256)
+        .ok_or(BadRequest::MalformedDigest)?;
     // actix has already refused requests with both Content-Length and chunked encoding.
     let declared_len = match req.headers().get(header::CONTENT_LENGTH) {
         None => None,
@@ -59,8 +67,11 @@ pub async fn upload(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let result = async {
-        if query.seal.is_some() {
+        if let Some(seal) = &query.seal {
             gw.0.require(Scope::Seal)?;
+            if !matches!(seal.as_str(), "whatsapp" | "signal") {
+                return Err(BadRequest::InvalidField("seal").into());
+            }
             return Err(ApiError::NotImplemented("seal-for-me upload"));
         }
         gw.0.require(Scope::Upload)?;
@@ -75,7 +86,9 @@ pub async fn upload(
     }
     .await;
     match result {
-        Ok(Outcome::Created(info)) => Ok(HttpResponse::Created().json(info)),
+        Ok(Outcome::Created(info)) => Ok(HttpResponse::Created()
+            .insert_header((header::LOCATION, format!("/v1/media/{}", info.id)))
+            .json(info)),
         Ok(Outcome::Existing(info)) => Ok(HttpResponse::Ok().json(info)),
         Err(e) => {
             state
