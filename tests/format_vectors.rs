@@ -42,7 +42,9 @@ fn meta() -> ObjectMeta {
 }
 
 fn plaintext(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i.wrapping_mul(31).wrapping_add(7) % 256) as u8).collect()
+    (0..len)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(7) % 256) as u8)
+        .collect()
 }
 
 fn seal(len: usize) -> Vec<u8> {
@@ -74,15 +76,24 @@ fn at_rest_format_is_frozen() {
         })
         .collect();
     if std::env::var_os("REGENERATE_VECTORS").is_some() {
-        std::fs::write(VECTORS, serde_json::to_string_pretty(&computed).unwrap() + "\n").unwrap();
+        std::fs::write(
+            VECTORS,
+            serde_json::to_string_pretty(&computed).unwrap() + "\n",
+        )
+        .unwrap();
     }
-    let committed: Vec<Vector> = serde_json::from_str(&std::fs::read_to_string(VECTORS).unwrap()).unwrap();
-    assert_eq!(computed, committed, "the at-rest format changed: that needs a new VERSION, not new vectors");
+    let committed: Vec<Vector> =
+        serde_json::from_str(&std::fs::read_to_string(VECTORS).unwrap()).unwrap();
+    assert_eq!(
+        computed, committed,
+        "the at-rest format changed: that needs a new VERSION, not new vectors"
+    );
 }
 
 #[test]
 fn committed_vectors_open() {
-    let committed: Vec<Vector> = serde_json::from_str(&std::fs::read_to_string(VECTORS).unwrap()).unwrap();
+    let committed: Vec<Vector> =
+        serde_json::from_str(&std::fs::read_to_string(VECTORS).unwrap()).unwrap();
     let ring = KeyRing::new(KID.into(), BTreeMap::from([(KID.to_string(), key())])).unwrap();
     for v in committed.iter().filter(|v| v.object_hex.is_some()) {
         let obj = hex::decode(v.object_hex.as_ref().unwrap()).unwrap();
