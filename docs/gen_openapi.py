@@ -1,0 +1,815 @@
+#!/usr/bin/env python3
+"""Generates docs/openapi.json, the API contract served at /openapi.json.
+
+Usage: python3 docs/gen_openapi.py [OUT]   (default: openapi.json next to this script)
+
+Edit this script, never the JSON; regenerate, then check with
+`openapi-spec-validator docs/openapi.json` and `cargo test --test openapi`.
+"""
+import json
+import os
+import sys
+
+# (code, status, meaning) in the order of src/error.rs
+CODES = [
+    ("unauthenticated", 401, "Missing, malformed or unknown partner API key (`WWW-Authenticate: Bearer`)."),
+    ("forbidden", 403, "The API key lacks the scope this operation needs (`upload`, `token`, `delete`, `seal`)."),
+    ("unknown-kind", 400, "`X-Media-Kind` is not one of image, sticker, voice, audio, video, document."),
+    ("unknown-format", 400, "`X-Media-Format` is not one of whatsapp, signal, opaque."),
+    ("malformed-digest", 400, "`X-Media-Sha256` is not a SHA-256 digest as 64 hex digits or base64 (including values that are not ASCII)."),
+    ("missing-header", 400, "A required header is missing (`X-Media-Kind` and `X-Media-Format` also when not visible ASCII)."),
+    ("malformed-json", 400, "The JSON body is not valid JSON, not `application/json`, has unknown fields or wrong types."),
+    ("invalid-field", 400, "A field, header or query parameter has a value outside its allowed range (`audience`, `ttl_s`, `content-length`, `seal`), or the query string is malformed (`query`)."),
+    ("media-not-found", 404, "No such media for this caller (another partner's media is indistinguishable from none), or the media a token names was deleted or replaced."),
+    ("not-found", 404, "No such route: the path is not one of this API's."),
+    ("method-not-allowed", 405, "The path exists but does not serve this method; `Allow` lists the methods it does serve."),
+    ("not-implemented", 501, "The feature exists in the API but not in this release (seal-for-me upload)."),
+    ("media-expired", 410, "The media's retention has ended."),
+    ("token-invalid", 401, "The download token is malformed, tampered with, or not yet valid."),
+    ("token-expired", 401, "The download token has expired (after the configured clock-skew allowance)."),
+    ("token-unknown-key", 401, "The download token was signed with a key id this service does not (or no longer) know."),
+    ("too-large", 413, "The declared (or, for chunked bodies, received) length exceeds the media kind's limit, or a JSON body exceeds 4096 bytes."),
+    ("length-mismatch", 400, "The body is longer or shorter than `Content-Length`."),
+    ("digest-mismatch", 422, "The SHA-256 of the received bytes differs from `X-Media-Sha256`; nothing was stored."),
+    ("format-invalid", 422, "The blob's length cannot be a blob of the declared `X-Media-Format`; nothing was stored."),
+    ("range-not-satisfiable", 416, "The `Range` selects no byte of the blob (`Content-Range: bytes */<size>`)."),
+    ("body-timeout", 408, "The request body sent nothing for longer than `server.body_idle_timeout_s`."),
+    ("body-aborted", 400, "The request body could not be read (client went away, malformed chunked encoding)."),
+    ("storage-unavailable", 503, "The object store failed or timed out; retry after `Retry-After` seconds."),
+    ("shutting-down", 503, "This replica is draining after SIGTERM (uploads only); retry (another replica) after `Retry-After` seconds."),
+    ("internal", 500, "Unexpected failure (e.g. a stored object failed to decrypt). No detail is given."),
+]
+STATUS = {c: s for c, s, _ in CODES}
+
+REASON = {
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout", 410: "Gone", 413: "Payload Too Large",
+    416: "Range Not Satisfiable", 422: "Unprocessable Entity", 500: "Internal Server Error",
+    501: "Not Implemented", 503: "Service Unavailable",
+}
+
+DETAIL = {
+    "unauthenticated": "missing or invalid API key",
+    "forbidden": "this API key lacks the `upload` scope",
+    "missing-header": "missing header x-media-sha256",
+    "malformed-json": "malformed JSON body: Content type error",
+    "invalid-field": "invalid field `audience`",
+    "not-found": "no such route",
+    "method-not-allowed": "method not allowed; this path serves POST",
+    "media-not-found": "no such media",
+    "media-expired": "the media has expired",
+    "token-invalid": "the download token is invalid",
+    "too-large": "99999999 bytes exceed the image limit of 5767168 bytes",
+    "digest-mismatch": "the SHA-256 of the received bytes does not match X-Media-Sha256",
+    "range-not-satisfiable": "the requested range cannot be satisfied",
+}
+
+
+def ref(kind, name):
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def example(code):
+    status = STATUS[code]
+    body = {
+        "type": f"https://interop-media.dev/problems/{code}",
+        "title": REASON[status],
+        "status": status,
+        "code": code,
+    }
+    if status < 500:
+        body["detail"] = DETAIL.get(code, "…")
+    return body
+
+
+def problem_headers(*extra):
+    """Headers of every problem answer, plus `extra` (names in components.headers)."""
+    d = {
+        "X-Request-Id": ref("headers", "X-Request-Id"),
+        "X-Content-Type-Options": ref("headers", "X-Content-Type-Options"),
+        "Cache-Control": ref("headers", "Cache-Control-Problem"),
+    }
+    for h in extra:
+        d[h] = ref("headers", h)
+    return d
+
+
+def problem(description, codes, headers=None, extra_content=None, detail=None):
+    statuses = {STATUS[c] for c in codes}
+    assert len(statuses) == 1, codes
+    status = statuses.pop()
+    schema = {
+        "allOf": [
+            ref("schemas", "Problem"),
+            {"properties": {"status": {"const": status}, "code": {"enum": list(codes)}}},
+        ]
+    }
+    content = {
+        "application/problem+json": {
+            "schema": schema,
+            "example": example(codes[0]) | ({"detail": detail} if detail else {}),
+        }
+    }
+    if extra_content:
+        content.update(extra_content)
+    resp = {
+        "description": description + "\n\nCodes: " + ", ".join(f"`{c}`" for c in codes) + ".",
+        "headers": problem_headers(),
+        "content": content,
+    }
+    for h in headers or []:
+        resp["headers"][h] = ref("headers", h)
+    return str(status), resp
+
+
+def errors(*entries):
+    out = {}
+    for e in entries:
+        k, v = problem(*e) if isinstance(e, tuple) else e
+        out[k] = v
+    return out
+
+
+R401 = ("The API key is missing or unknown.", ["unauthenticated"], ["WWW-Authenticate"])
+R500 = ("Internal error; the body carries no detail.", ["internal"])
+R503 = ("The object store is unavailable; retry later.", ["storage-unavailable"], ["Retry-After"])
+R404 = ("No such media for this partner (also for ids that are not 32 lower-case hex digits, "
+        "and for another partner's media).", ["media-not-found"])
+R410 = ("The media has expired.", ["media-expired"])
+
+MEDIA_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "Media id: 32 lower-case hex digits. Anything else answers 404 `media-not-found`.",
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "example": "4f39a752c91a0cf4f2b61c5151ce9280",
+}
+TOKEN = {
+    "name": "token",
+    "in": "path",
+    "required": True,
+    "description": "A download token as minted by `POST /v1/media/{id}/tokens` (base64url, no padding, "
+                   "at most 200 characters). Anything else answers 401 `token-invalid`.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 200},
+}
+
+DOWNLOAD_HEADERS_COMMON = ["ETag", "Cache-Control", "X-Content-Type-Options", "Accept-Ranges"]
+
+
+def hdrs(*names):
+    d = {"X-Request-Id": ref("headers", "X-Request-Id")}
+    for n in names:
+        d[n] = ref("headers", n)
+    return d
+
+
+def download_op(method):
+    head = method == "head"
+    body = None if head else {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
+    def ok(desc, extra=()):
+        r = {"description": desc, "headers": hdrs("Content-Length", *DOWNLOAD_HEADERS_COMMON, *extra)}
+        if head:
+            r["headers"]["Content-Type"] = ref("headers", "Content-Type-Octet")
+        elif body:
+            r["content"] = body
+        return r
+
+    op = {
+        "tags": ["download"],
+        "operationId": "headDownload" if head else "download",
+        "summary": ("Headers of the stored blob, as GET would send them" if head
+                    else "Download the stored blob"),
+        "description": (
+            "Anyone holding a valid token may fetch the blob it names: the token is the capability, "
+            "no API key is sent. The blob is returned exactly as it was uploaded (still end-to-end "
+            "encrypted), as `application/octet-stream`, with `Cache-Control: private` and "
+            "`X-Content-Type-Options: nosniff`.\n\n"
+            "Conditional and partial requests:\n"
+            "- `If-None-Match` is evaluated first: `*` or a matching (weakly compared) ETag answers 304.\n"
+            "- A single `Range: bytes=a-b`, `bytes=a-` or `bytes=-n` answers 206 with `Content-Range`; "
+            "a range that starts at or past the end (or `bytes=-0`) answers 416. Multiple ranges, other "
+            "units and syntactically invalid values are ignored (200, whole blob).\n"
+            "- `If-Range` must equal the ETag exactly (strong comparison; HTTP-dates never match); "
+            "otherwise `Range` is ignored and the whole blob is sent (200).\n\n"
+            "The ETag is the quoted lower-case hex SHA-256 of the blob (the value given as "
+            "`X-Media-Sha256` at upload), so it never changes for a media id.\n\n"
+            + ("HEAD answers the status and headers GET would (including `Content-Length` and "
+               "`Content-Range`) without reading the blob from storage."
+               if head else
+               "Should the store fail or a stored chunk fail to decrypt after the status line was "
+               "sent, the connection is closed before `Content-Length` bytes were delivered.")
+        ),
+        "security": [],
+        "parameters": [
+            TOKEN,
+            ref("parameters", "Range"),
+            ref("parameters", "If-None-Match"),
+            ref("parameters", "If-Range"),
+            ref("parameters", "X-Request-Id"),
+        ],
+        "responses": {
+            "200": ok("The whole blob."),
+            "206": ok("The requested byte range.", ["Content-Range"]),
+            "304": {
+                "description": "`If-None-Match` matched; no body.",
+                "headers": hdrs(*DOWNLOAD_HEADERS_COMMON),
+            },
+            **errors(
+                ("The token is malformed, tampered with, expired or signed with an unknown key.",
+                 ["token-invalid", "token-expired", "token-unknown-key"]),
+                ("The media the token names no longer exists: deleted, replaced by a new upload "
+                 "of the same content after deletion, or sealed under a retired key.", ["media-not-found"]),
+                R410,
+                ("The range selects nothing.", ["range-not-satisfiable"], ["Content-Range-Unsatisfied"]),
+                R500,
+                R503,
+            ),
+        },
+    }
+    if head:
+        # HEAD answers carry no body, problem or not: the same statuses and headers as GET.
+        for code, r in op["responses"].items():
+            if code.startswith(("4", "5")):
+                r.pop("content", None)
+                r["description"] += " HEAD answers carry no body."
+                r["headers"]["Content-Type"] = ref("headers", "Content-Type-Problem")
+    return op
+
+
+def text_ok(desc, example_text, ctype="text/plain"):
+    return {
+        "description": desc,
+        "headers": hdrs(),
+        "content": {ctype: {"schema": {"type": "string"}, "example": example_text}},
+    }
+
+
+UPLOAD_DESC = """\
+**Sealed upload** (default): the body is an attachment already end-to-end encrypted by the
+sender's device; the service never sees plaintext or keys. Before anything becomes visible the
+service checks, in this order:
+
+1. the API key (401), the query string (400 `invalid-field`), scope `upload` (403), not
+   draining (503 `shutting-down`), the `X-Media-*` headers (400);
+2. with `Content-Length`: the declared length against the kind's limit (413 `too-large`) and the
+   format's length rule (422 `format-invalid`), **before** the body is read;
+3. while reading: no more than `Content-Length`, no more than the limit, no stall longer than
+   `server.body_idle_timeout_s` (408);
+4. at the end: exact length (400 `length-mismatch`), SHA-256 equals `X-Media-Sha256`
+   (422 `digest-mismatch`), format length rule (422 `format-invalid`).
+
+Format length rules: `whatsapp` length ≥ 26 and (length − 10) % 16 = 0; `signal` length ≥ 64 and
+(length − 48) % 16 = 0; `opaque` any length, including 0.
+
+Default limits per kind (bytes, `limits.sealed.*`): image 5767168, sticker 563200, voice and
+audio 18454937, video and document 2362232012.
+
+**Deduplication:** the media id is derived from (partner, kind, format, SHA-256). Uploading the
+same blob again while the earlier one is retained answers **200** with the existing media (the
+body is still read and verified, nothing is stored); otherwise **201** with
+`Location: /v1/media/{id}`.
+
+`Content-Type` of the request is not checked. The body is framed by `Content-Length` or
+`Transfer-Encoding: chunked` (not both).
+
+**Seal-for-me** (`?seal=whatsapp|signal`, scope `seal`) is part of the API but not of this
+release. Any `seal` parameter answers 403 `forbidden` without the `seal` scope; with it, a
+value other than `whatsapp` or `signal` answers 400 `invalid-field` and a valid one 501
+`not-implemented`. All of this happens before the draining check, the headers or the body are
+looked at.
+"""
+
+
+def router_responses():
+    """Answers of the router itself, for any path or method not in `paths`."""
+    _, not_found = problem("Unknown path (any method).", ["not-found"])
+    _, not_allowed = problem("The path exists but does not serve this method. `Allow` lists the "
+                             "methods it serves.", ["method-not-allowed"], ["Allow"])
+    return {"NotFound": not_found, "MethodNotAllowed": not_allowed}
+
+
+def build():
+    paths = {}
+    paths["/v1/media"] = {
+        "post": {
+            "tags": ["gateway"],
+            "operationId": "uploadMedia",
+            "summary": "Upload a sealed (end-to-end encrypted) attachment",
+            "description": UPLOAD_DESC,
+            "security": [{"partnerKey": ["upload"]}],
+            "parameters": [
+                {
+                    "name": "seal",
+                    "in": "query",
+                    "required": False,
+                    "description": "Seal-for-me upload of plaintext in this E2EE attachment format "
+                                   "(scope `seal`). **Not implemented in this release:** without "
+                                   "the scope any value answers 403 `forbidden`; with it, a value "
+                                   "outside the enum answers 400 `invalid-field` and a valid one "
+                                   "501 `not-implemented`.",
+                    "schema": {"type": "string", "enum": ["whatsapp", "signal"]},
+                },
+                {
+                    "name": "X-Media-Kind",
+                    "in": "header",
+                    "required": True,
+                    "description": "What the attachment is; selects the size limit.",
+                    "schema": ref("schemas", "MediaKind"),
+                },
+                {
+                    "name": "X-Media-Format",
+                    "in": "header",
+                    "required": True,
+                    "description": "The E2EE attachment format the blob is in; selects the structure check.",
+                    "schema": ref("schemas", "MediaFormat"),
+                },
+                {
+                    "name": "X-Media-Sha256",
+                    "in": "header",
+                    "required": True,
+                    "description": "SHA-256 of the blob as sent (WhatsApp's `fileEncSha256`, Signal's "
+                                   "`digest`): 64 hex digits (either case), or 43 base64 characters "
+                                   "(standard or URL-safe alphabet) with optional `=` padding.",
+                    "schema": {
+                        "type": "string",
+                        "pattern": "^(?:[0-9A-Fa-f]{64}|[A-Za-z0-9+/]{43}=?|[A-Za-z0-9_-]{43}=?)$",
+                    },
+                    "example": "c0310420ff0961ac6c05b9ed13258fb04ced412e26e3f4dc99035833beac040a",
+                },
+                {
+                    "name": "Content-Length",
+                    "in": "header",
+                    "required": False,
+                    "description": "Length of the blob. Send it when known: it lets the service "
+                                   "refuse an oversized or malformed upload (413/422) before the "
+                                   "body is sent. Without it, use `Transfer-Encoding: chunked`.",
+                    "schema": {"type": "integer", "format": "int64", "minimum": 0},
+                },
+                ref("parameters", "X-Request-Id"),
+            ],
+            "requestBody": {
+                "required": True,
+                "description": "The sealed blob, byte for byte as the recipient will download it.",
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            "responses": {
+                "201": {
+                    "description": "Stored: a new media.",
+                    "headers": hdrs("Location"),
+                    "content": {"application/json": {"schema": ref("schemas", "MediaInfo")}},
+                },
+                "200": {
+                    "description": "The same blob (same partner, kind, format and SHA-256) is already "
+                                   "stored and retained: the existing media, nothing stored again.",
+                    "headers": hdrs(),
+                    "content": {"application/json": {"schema": ref("schemas", "MediaInfo")}},
+                },
+                **errors(
+                    ("A request header is missing or malformed, the query string is malformed "
+                     "(for example `seal` given twice: `invalid-field`, field `query`) or `seal` is "
+                     "not `whatsapp` or `signal` (`invalid-field`, field `seal`), or the body did "
+                     "not match `Content-Length` or could not be read (these two carry "
+                     "`Connection: close`).",
+                     ["missing-header", "unknown-kind", "unknown-format", "malformed-digest",
+                      "invalid-field", "length-mismatch", "body-aborted"],
+                     ["Connection"]),
+                    R401,
+                    ("The API key lacks scope `upload` (or `seal` when `?seal` is given).", ["forbidden"]),
+                    ("The body stalled longer than the idle timeout.", ["body-timeout"], ["Connection"]),
+                    ("The declared or received length exceeds the kind's limit.", ["too-large"], ["Connection"]),
+                    ("The blob does not match its declared digest or format; nothing was stored.",
+                     ["digest-mismatch", "format-invalid"]),
+                    R500,
+                    ("Seal-for-me upload (`?seal=whatsapp|signal`, with scope `seal`) is not "
+                     "available in this release.", ["not-implemented"], None, None,
+                     "seal-for-me upload is not available in this release"),
+                    ("The object store is unavailable, or this replica is shutting down; retry later.",
+                     ["storage-unavailable", "shutting-down"], ["Retry-After"]),
+                ),
+            },
+        }
+    }
+    paths["/v1/media/{id}"] = {
+        "parameters": [MEDIA_ID],
+        "get": {
+            "tags": ["gateway"],
+            "operationId": "getMedia",
+            "summary": "Metadata of one of the caller's media",
+            "description": "Any valid partner API key may read its own media's metadata (no scope is "
+                           "required). Another partner's media answers 404, never 403.",
+            "security": [{"partnerKey": []}],
+            "parameters": [ref("parameters", "X-Request-Id")],
+            "responses": {
+                "200": {
+                    "description": "The media.",
+                    "headers": hdrs(),
+                    "content": {"application/json": {"schema": ref("schemas", "MediaInfo")}},
+                },
+                **errors(R401, R404, R410, R500, R503),
+            },
+        },
+        "delete": {
+            "tags": ["gateway"],
+            "operationId": "deleteMedia",
+            "summary": "Delete one of the caller's media",
+            "description": "Requires scope `delete`. Expired (not yet swept) media can be deleted too. "
+                           "Tokens minted for the media stop working at once, even if the same "
+                           "content is uploaded again later.",
+            "security": [{"partnerKey": ["delete"]}],
+            "parameters": [ref("parameters", "X-Request-Id")],
+            "responses": {
+                "204": {"description": "Deleted.", "headers": hdrs()},
+                **errors(
+                    R401,
+                    ("The API key lacks scope `delete`.", ["forbidden"], None, None,
+                     "this API key lacks the `delete` scope"),
+                    R404, R500, R503,
+                ),
+            },
+        },
+    }
+    paths["/v1/media/{id}/tokens"] = {
+        "parameters": [MEDIA_ID],
+        "post": {
+            "tags": ["gateway"],
+            "operationId": "mintToken",
+            "summary": "Mint a short-lived download token",
+            "description": (
+                "Requires scope `token`. The token is a stateless capability for `GET`/`HEAD "
+                "/v1/download/{token}` of this media, bound to the media's current generation, "
+                "the partner and the audience. It is signed, not encrypted: its holder can read "
+                "the partner id and audience inside it.\n\n"
+                "Lifetime: `ttl_s` if given, else `tokens.default_ttl_s` (300 by default); in "
+                "both cases capped, not refused, at the partner's `max_token_ttl_s` (default "
+                "`tokens.max_ttl_s`, 3600), and never beyond the media's own expiry. Verification "
+                "allows `tokens.clock_skew_s` (30 s) of skew past `expires_at`.\n\n"
+                "`url` is `server.public_url` (or, when unset, the scheme and host this request "
+                "arrived with) followed by `/v1/download/{token}`.\n\n"
+                "The JSON body (at most 4096 bytes) is parsed before the scope is checked, so a "
+                "malformed body answers 400, and an oversized one 413, even for a key without "
+                "scope `token`."
+            ),
+            "security": [{"partnerKey": ["token"]}],
+            "parameters": [ref("parameters", "X-Request-Id")],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("schemas", "MintRequest")}},
+            },
+            "responses": {
+                "201": {
+                    "description": "Minted.",
+                    "headers": hdrs(),
+                    "content": {"application/json": {"schema": ref("schemas", "MintResponse")}},
+                },
+                **errors(
+                    ("The body is not valid JSON for `MintRequest` (wrong `Content-Type`, unknown "
+                     "field, wrong type), or `audience`/`ttl_s` is out of range.",
+                     ["malformed-json", "invalid-field"]),
+                    ("The JSON body exceeds 4096 bytes.", ["too-large"], ["Connection"], None,
+                     "4097 bytes exceed the json limit of 4096 bytes"),
+                    R401,
+                    ("The API key lacks scope `token`.", ["forbidden"], None, None,
+                     "this API key lacks the `token` scope"),
+                    R404, R410, R500, R503,
+                ),
+            },
+        },
+    }
+    paths["/v1/download/{token}"] = {
+        "parameters": [],
+        "get": download_op("get"),
+        "head": download_op("head"),
+    }
+    # Path-level parameters are redundant here (the token is per operation); drop the empty list.
+    del paths["/v1/download/{token}"]["parameters"]
+
+    paths["/healthz"] = {
+        "get": {
+            "tags": ["ops"],
+            "operationId": "healthz",
+            "summary": "Liveness",
+            "description": "200 as long as the process serves HTTP. Checks nothing else.",
+            "security": [],
+            "responses": {"200": text_ok("Alive.", "ok\n")},
+        }
+    }
+    paths["/readyz"] = {
+        "get": {
+            "tags": ["ops"],
+            "operationId": "readyz",
+            "summary": "Readiness",
+            "description": "200 when this replica should receive traffic: not draining after "
+                           "SIGTERM, and the object store answers. (Keys are checked at start-up: "
+                           "a replica whose keys failed to load never listens.) Plain text, not a "
+                           "problem document, and no `Retry-After`.\n\n"
+                           "On SIGTERM readiness answers 503 `draining` at once, while the replica "
+                           "keeps serving for `server.drain_delay_s` (default 0) so load balancers "
+                           "stop routing to it; uploads arriving meanwhile answer 503 "
+                           "`shutting-down`, other requests are served as usual. Then it stops "
+                           "accepting connections and gives in-flight requests up to "
+                           "`server.shutdown_grace_s` (default 30) to finish; unfinished uploads "
+                           "are aborted.",
+            "security": [],
+            "responses": {
+                "200": text_ok("Ready.", "ready\n"),
+                "503": {
+                    "description": "Not ready: `draining` (shutting down) or `store unreachable`.",
+                    "headers": hdrs(),
+                    "content": {"text/plain": {"schema": {"type": "string",
+                                                          "enum": ["draining\n", "store unreachable\n"]}}},
+                },
+            },
+        }
+    }
+    paths["/metrics"] = {
+        "get": {
+            "tags": ["ops"],
+            "operationId": "metrics",
+            "summary": "Prometheus metrics",
+            "description": "Prometheus text exposition format. Served on the main listener only "
+                           "when `server.metrics_listen` is empty (the default); when it is set, "
+                           "`/metrics` is served only on that listener (which serves nothing else) "
+                           "and the main listener answers 404 `not-found` for it. Restrict access "
+                           "by network policy.",
+            "security": [],
+            "responses": {"200": text_ok("Metrics.", "# HELP …\n", "text/plain; version=0.0.4")},
+        }
+    }
+    paths["/openapi.json"] = {
+        "get": {
+            "tags": ["ops"],
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI 3.1 description of this API.",
+                    "headers": hdrs(),
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    }
+
+    code_table = "\n".join(f"| `{c}` | {s} | {m} |" for c, s, m in CODES)
+    schemas = {
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details, served as `application/problem+json` for every "
+                           "error the service itself produces. `code` is stable and machine-readable: "
+                           "clients branch on it, never on `title` or `detail`, which may change.\n\n"
+                           "| code | status | meaning |\n|---|---|---|\n" + code_table,
+            "required": ["type", "title", "status", "code"],
+            "properties": {
+                "type": {
+                    "type": "string",
+                    "format": "uri",
+                    "description": "`https://interop-media.dev/problems/{code}`.",
+                    "example": "https://interop-media.dev/problems/media-not-found",
+                },
+                "title": {"type": "string", "description": "The HTTP reason phrase of `status`.",
+                          "example": "Not Found"},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599, "example": 404},
+                "code": {"type": "string", "enum": [c for c, _, _ in CODES],
+                         "description": "Stable machine-readable error code (see the table above)."},
+                "detail": {
+                    "type": "string",
+                    "description": "Human-readable explanation for 4xx answers. **Absent on every "
+                                   "5xx answer**: server errors never carry internal detail.",
+                    "example": "no such media",
+                },
+            },
+        },
+        "MediaKind": {
+            "type": "string",
+            "enum": ["image", "sticker", "voice", "audio", "video", "document"],
+        },
+        "MediaFormat": {
+            "type": "string",
+            "enum": ["whatsapp", "signal", "opaque"],
+            "description": "`whatsapp`: AES-256-CBC(enc) || HMAC-SHA256[..10]. `signal`: IV(16) || "
+                           "AES-256-CBC || HMAC-SHA256(32). `opaque`: no structure known to the service.",
+        },
+        "MediaInfo": {
+            "type": "object",
+            "description": "A stored media as the owning gateway sees it.",
+            "required": ["id", "kind", "format", "size", "sha256", "created_at", "expires_at"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"type": "string", "pattern": "^[0-9a-f]{32}$",
+                       "description": "Media id, derived from partner, kind, format and SHA-256."},
+                "kind": ref("schemas", "MediaKind"),
+                "format": ref("schemas", "MediaFormat"),
+                "size": {"type": "integer", "format": "int64", "minimum": 0,
+                         "description": "Length of the blob in bytes (as uploaded and as downloaded)."},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                           "description": "SHA-256 of the blob, lower-case hex (also the download ETag)."},
+                "created_at": {"type": "string", "format": "date-time",
+                               "description": "RFC 3339, UTC, whole seconds."},
+                "expires_at": {"type": "string", "format": "date-time",
+                               "description": "End of retention: `retention.ttl_s` seconds after upload (2592000, "
+                                              "30 days, by default); afterwards the media answers 410."},
+            },
+            "example": {
+                "id": "4f39a752c91a0cf4f2b61c5151ce9280",
+                "kind": "document",
+                "format": "opaque",
+                "size": 1000,
+                "sha256": "c0310420ff0961ac6c05b9ed13258fb04ced412e26e3f4dc99035833beac040a",
+                "created_at": "2026-11-24T15:33:06Z",
+                "expires_at": "2026-12-24T15:33:06Z",
+            },
+        },
+        "MintRequest": {
+            "type": "object",
+            "required": ["audience"],
+            "additionalProperties": False,
+            "properties": {
+                "audience": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 32,
+                    "pattern": "^[A-Za-z0-9._:-]{1,32}$",
+                    "description": "Who the token is for (e.g. the receiving partner app or proxy); "
+                                   "bound into the token. Otherwise 400 `invalid-field`.",
+                },
+                "ttl_s": {
+                    "type": "integer",
+                    "format": "int64",
+                    "minimum": 1,
+                    "description": "Requested lifetime in seconds. 0 answers 400 `invalid-field`; values "
+                                   "above the partner's maximum are capped, not refused. Default "
+                                   "`tokens.default_ttl_s`.",
+                },
+            },
+            "example": {"audience": "birdychat:app", "ttl_s": 300},
+        },
+        "MintResponse": {
+            "type": "object",
+            "required": ["token", "url", "expires_at"],
+            "additionalProperties": False,
+            "properties": {
+                "token": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 200},
+                "url": {"type": "string", "format": "uri",
+                        "description": "Absolute download URL: `{base}/v1/download/{token}`."},
+                "expires_at": {"type": "string", "format": "date-time",
+                               "description": "RFC 3339, UTC, whole seconds."},
+            },
+        },
+    }
+
+    headers = {
+        "X-Request-Id": {
+            "description": "The request id used in the service's logs: the caller's `X-Request-Id` "
+                           "if it was 1-64 characters of `[A-Za-z0-9-]`, else a fresh one. Sent on "
+                           "every answer.",
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"},
+        },
+        "Retry-After": {
+            "description": "Seconds to wait before retrying (always `5` today). Sent with every 503 "
+                           "problem (`storage-unavailable`, `shutting-down`).",
+            "schema": {"type": "integer", "minimum": 0, "example": 5},
+        },
+        "WWW-Authenticate": {
+            "description": "`Bearer`, on 401 `unauthenticated`.",
+            "schema": {"type": "string", "const": "Bearer"},
+        },
+        "Connection": {
+            "description": "`close` when part of the request body was left unread "
+                           "(`length-mismatch`, `body-aborted`, `body-timeout`, `too-large` before the "
+                           "body, oversized JSON).",
+            "schema": {"type": "string", "example": "close"},
+        },
+        "ETag": {
+            "description": "Strong validator: the quoted lower-case hex SHA-256 of the blob.",
+            "schema": {"type": "string", "pattern": "^\"[0-9a-f]{64}\"$"},
+        },
+        "Cache-Control": {"description": "Always `private`.", "schema": {"type": "string", "const": "private"}},
+        "Cache-Control-Problem": {"description": "Always `no-store`, on every problem answer.",
+                                  "schema": {"type": "string", "const": "no-store"}},
+        "Location": {"description": "`/v1/media/{id}`: the new media (relative reference).",
+                     "schema": {"type": "string", "pattern": "^/v1/media/[0-9a-f]{32}$"}},
+        "Allow": {"description": "The methods the path serves, e.g. `POST` or `GET, DELETE`.",
+                  "schema": {"type": "string"}, "example": "GET, DELETE"},
+        "X-Content-Type-Options": {"description": "Always `nosniff` (on downloads and on every problem answer).",
+                                   "schema": {"type": "string", "const": "nosniff"}},
+        "Accept-Ranges": {"description": "Always `bytes`.", "schema": {"type": "string", "const": "bytes"}},
+        "Content-Length": {"description": "Bytes in the (GET) body.",
+                           "schema": {"type": "integer", "format": "int64", "minimum": 0}},
+        "Content-Type-Problem": {"description": "`application/problem+json` (the body GET would carry).",
+                                 "schema": {"type": "string", "const": "application/problem+json"}},
+        "Content-Type-Octet": {"description": "Always `application/octet-stream`.",
+                               "schema": {"type": "string", "const": "application/octet-stream"}},
+        "Content-Range": {"description": "`bytes {first}-{last}/{size}`.",
+                          "schema": {"type": "string", "pattern": "^bytes [0-9]+-[0-9]+/[0-9]+$"}},
+        "Content-Range-Unsatisfied": {"description": "`bytes */{size}`: the blob's length.",
+                                      "schema": {"type": "string", "pattern": "^bytes \\*/[0-9]+$"}},
+    }
+
+    parameters = {
+        "X-Request-Id": {
+            "name": "X-Request-Id",
+            "in": "header",
+            "required": False,
+            "description": "Correlation id to use in the service's logs (1-64 characters of "
+                           "`[A-Za-z0-9-]`; anything else is replaced by a fresh id). Echoed on the answer.",
+            "schema": {"type": "string", "maxLength": 64},
+        },
+        "Range": {
+            "name": "Range",
+            "in": "header",
+            "required": False,
+            "description": "One byte range: `bytes=a-b`, `bytes=a-` or `bytes=-n`. Multiple ranges "
+                           "and anything unparseable are ignored (whole blob, 200).",
+            "schema": {"type": "string"},
+            "example": "bytes=0-65535",
+        },
+        "If-None-Match": {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "ETags (or `*`) the client already has; a match answers 304. Checked before `Range`.",
+            "schema": {"type": "string"},
+        },
+        "If-Range": {
+            "name": "If-Range",
+            "in": "header",
+            "required": False,
+            "description": "Honour `Range` only if this equals the current ETag; otherwise send the whole blob.",
+            "schema": {"type": "string"},
+        },
+    }
+
+    info_desc = """\
+The media host for messaging interoperability: gateway servers upload sealed (end-to-end
+encrypted) attachments and mint short-lived download tokens; partner apps and peer media
+proxies fetch the blobs with those tokens.
+
+**Authentication.** Gateway routes (`/v1/media…`) take the partner API key as
+`Authorization: Bearer <key>`; the service stores only its SHA-256. Keys carry scopes
+(`upload`, `token`, `delete`, `seal`), named in each operation's security requirement; a key
+without the needed scope gets 403 `forbidden`. A partner sees only its own media: another
+partner's media answers 404. Download routes need no key: the token in the path is the
+capability. Operations routes (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`) are
+unauthenticated and should be protected by network policy.
+
+**Errors.** Every error the service produces is an RFC 9457 `application/problem+json`
+document (schema `Problem`) with a stable `code`; each response below lists the codes it can
+carry. 5xx answers never carry internal detail: they have no `detail` member. Every problem
+carries `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`; every 503 problem
+carries `Retry-After` (seconds); 401 `unauthenticated` carries `WWW-Authenticate: Bearer`.
+
+Unknown paths answer 404 `not-found` (response `NotFound`). A known path with a method it does
+not serve answers 405 `method-not-allowed` with `Allow` listing the methods it serves (response
+`MethodNotAllowed`; e.g. `PUT /v1/media` → `Allow: POST`, `HEAD /v1/media/{id}` →
+`Allow: GET, DELETE`); no API key is needed to learn this. A malformed query string answers 400
+`invalid-field`. Errors raised by the HTTP layer before the service sees the request (malformed
+HTTP, oversized headers) may be plain text.
+
+**Request ids.** Every answer carries `X-Request-Id`.
+
+Not in this release: seal-for-me upload (`?seal=`, 501) and resumable uploads (`/v1/uploads`, tus).
+"""
+
+    doc = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "interop-media",
+            "version": "0.1.0",
+            "summary": "Sealed E2EE attachments, encrypted object storage, short-lived download tokens.",
+            "description": info_desc,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [
+            {"name": "gateway", "description": "Partner gateway servers (API key)."},
+            {"name": "download", "description": "Token holders: partner apps, peer media proxies."},
+            {"name": "ops", "description": "Health, readiness, metrics, this document."},
+        ],
+        "security": [{"partnerKey": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "partnerKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Partner API key (`imk_…`, from `interop-media keygen`). Scopes "
+                                   "listed in a security requirement are the key's scopes the "
+                                   "operation needs.",
+                }
+            },
+            "schemas": schemas,
+            "responses": router_responses(),
+            "parameters": parameters,
+            "headers": headers,
+        },
+    }
+    return doc
+
+
+if __name__ == "__main__":
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
+    with open(out, "w") as f:
+        json.dump(build(), f, indent=2, ensure_ascii=False)
+        f.write("\n")
