@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod devkeys;
 pub mod error;
+pub mod formats;
 pub mod ingest;
 pub mod media;
 pub mod metrics;

@@ -1,0 +1,293 @@
+//! WhatsApp's streaming sidecar: one truncated MAC per 64 KiB window of the encrypted stream,
+//! so a player can verify what it fetched with HTTP `Range` before playing it.
+//!
+//! # Definition (confirmed, see `docs/FORMATS-E2EE.md`)
+//!
+//! Let `S = iv || blob = iv || ciphertext || mac10` (the derived IV, then the uploaded bytes,
+//! the 10-byte whole-file MAC included), `L = |S|`, `K = 65536`.
+//! For `n = 0 .. ceil(L / K)`:
+//!
+//! ```text
+//! window[n]  = S[n*K .. min(L, (n+1)*K + 16)]          (end exclusive)
+//! sidecar   ||= HMAC-SHA256(macKey, window[n])[..10]
+//! ```
+//!
+//! In blob coordinates window `n` is `blob[n*K - 16 .. (n+1)*K]` (for `n = 0`: `iv ||
+//! blob[..K]`): the 16 bytes before a 64 KiB chunk of ciphertext are exactly the CBC IV that
+//! chunk needs, so one window is everything a player needs to verify and decrypt 64 KiB.
+//!
+//! This reproduces, byte for byte, the `VIDEO.sidecar` sample that circulates with the
+//! WhatsApp-media test assignment (the same file in `savinmikhail/encrypting@0d945329:
+//! samples/VIDEO.sidecar` and `Vimpil/whatsapp-media-crypto@d0e902ab:
+//! samples/original/VIDEO.sidecar`), whose key, plaintext and ciphertext are published with it.
+
+use hmac::Mac as _;
+
+use super::{FormatError, Result, ct_eq};
+
+/// Window stride of the WhatsApp sidecar.
+pub const WINDOW: u64 = 64 * 1024;
+/// Bytes each window reaches into the next one.
+pub const OVERLAP: u64 = 16;
+/// Bytes of MAC kept per window.
+pub const MAC_LEN: usize = 10;
+
+use super::{HmacSha256, hmac_sha256};
+
+/// Number of windows for a blob of `blob_len` bytes.
+pub fn window_count(blob_len: u64) -> u64 {
+    (blob_len + 16).div_ceil(WINDOW)
+}
+
+/// Sidecar length in bytes for a blob of `blob_len` bytes.
+pub fn sidecar_len(blob_len: u64) -> u64 {
+    window_count(blob_len) * MAC_LEN as u64
+}
+
+/// Streaming generator of window MACs over `S`, fed in arbitrary pieces.
+///
+/// At most two HMAC states are live at once (a window and the next one during the 16 bytes
+/// they share), so memory is constant.
+#[derive(Clone)]
+pub struct SidecarBuilder {
+    key: HmacSha256,
+    pos: u64,
+    next_start: u64,
+    active: Vec<(u64, HmacSha256)>,
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for SidecarBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarBuilder")
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SidecarBuilder {
+    /// A builder keyed with the WhatsApp `macKey`. Feed it `iv` first, then the blob.
+    pub fn new(mac_key: &[u8; 32]) -> Self {
+        SidecarBuilder {
+            key: hmac_sha256(mac_key),
+            pos: 0,
+            next_start: 0,
+            active: Vec::with_capacity(2),
+            out: Vec::new(),
+        }
+    }
+
+    /// Feeds the next bytes of `S`.
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.pos == self.next_start {
+                self.active.push((self.next_start, self.key.clone()));
+                self.next_start += WINDOW;
+            }
+            let mut boundary = self.next_start;
+            if let Some((start, _)) = self.active.first() {
+                boundary = boundary.min(start + WINDOW + OVERLAP);
+            }
+            let take = usize::try_from(boundary - self.pos)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let (now, rest) = data.split_at(take);
+            for (_, h) in &mut self.active {
+                h.update(now);
+            }
+            self.pos += take as u64;
+            data = rest;
+            if let Some((start, _)) = self.active.first()
+                && self.pos == start + WINDOW + OVERLAP
+            {
+                let (_, h) = self.active.remove(0);
+                self.out
+                    .extend_from_slice(&h.finalize().into_bytes()[..MAC_LEN]);
+            }
+        }
+    }
+
+    /// Closes the open windows and returns the sidecar.
+    pub fn finish(mut self) -> Vec<u8> {
+        for (_, h) in self.active.drain(..) {
+            self.out
+                .extend_from_slice(&h.finalize().into_bytes()[..MAC_LEN]);
+        }
+        self.out
+    }
+}
+
+/// Computes the sidecar of a whole blob held in memory.
+pub fn generate(mac_key: &[u8; 32], iv: &[u8; 16], blob: &[u8]) -> Vec<u8> {
+    let mut b = SidecarBuilder::new(mac_key);
+    b.update(iv);
+    b.update(blob);
+    b.finish()
+}
+
+/// Checks the length of a sidecar against the blob length.
+pub fn check_len(sidecar: &[u8], blob_len: u64) -> Result<()> {
+    let expected = sidecar_len(blob_len);
+    if sidecar.len() as u64 != expected {
+        return Err(FormatError::InvalidSidecar {
+            expected,
+            actual: sidecar.len() as u64,
+        });
+    }
+    Ok(())
+}
+
+/// Blob byte range (end exclusive) that window `n` covers, and whether the derived IV
+/// precedes it (window 0).
+pub fn window_blob_range(n: u64, blob_len: u64) -> (std::ops::Range<u64>, bool) {
+    let start_s = n * WINDOW;
+    let end_s = ((n + 1) * WINDOW + OVERLAP).min(blob_len + 16);
+    if n == 0 {
+        (0..end_s.saturating_sub(16), true)
+    } else {
+        (start_s - 16..end_s - 16, false)
+    }
+}
+
+/// Verifies `windows` (inclusive) against `sidecar`, given the blob bytes `fetched` that
+/// start at blob offset `fetched_start` and cover those windows. Constant-time comparison;
+/// any mismatch is [`FormatError::MacMismatch`].
+pub fn verify_windows(
+    mac_key: &[u8; 32],
+    iv: &[u8; 16],
+    sidecar: &[u8],
+    blob_len: u64,
+    windows: std::ops::RangeInclusive<u64>,
+    fetched_start: u64,
+    fetched: &[u8],
+) -> Result<()> {
+    check_len(sidecar, blob_len)?;
+    let key = hmac_sha256(mac_key);
+    let mut all_ok = true;
+    for n in windows {
+        let (range, with_iv) = window_blob_range(n, blob_len);
+        let fetched_end = fetched_start + fetched.len() as u64;
+        if range.start < fetched_start || range.end > fetched_end {
+            return Err(FormatError::RangeFetchLength {
+                expected: range.end.saturating_sub(fetched_start),
+                actual: fetched.len() as u64,
+            });
+        }
+        let lo = usize::try_from(range.start - fetched_start).unwrap_or(usize::MAX);
+        let hi = usize::try_from(range.end - fetched_start).unwrap_or(usize::MAX);
+        let mut h = key.clone();
+        if with_iv {
+            h.update(iv);
+        }
+        h.update(fetched.get(lo..hi).unwrap_or_default());
+        let tag = h.finalize().into_bytes();
+        let i = usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(MAC_LEN);
+        let expected = sidecar.get(i..i + MAC_LEN).unwrap_or_default();
+        all_ok &= ct_eq(&tag[..MAC_LEN], expected);
+    }
+    if all_ok {
+        Ok(())
+    } else {
+        Err(FormatError::MacMismatch)
+    }
+}
+
+/// Streaming verifier of a whole sidecar: feed `iv` then the blob.
+#[derive(Clone, Debug)]
+pub struct SidecarVerifier {
+    builder: SidecarBuilder,
+    expected: Vec<u8>,
+}
+
+impl SidecarVerifier {
+    /// Verifies against `expected` (the sidecar from the descriptor).
+    pub fn new(mac_key: &[u8; 32], expected: Vec<u8>) -> Self {
+        SidecarVerifier {
+            builder: SidecarBuilder::new(mac_key),
+            expected,
+        }
+    }
+
+    /// Feeds the next bytes of `iv || blob`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.builder.update(data);
+    }
+
+    /// Checks length, then every window (constant-time).
+    pub fn finish(self, blob_len: u64) -> Result<()> {
+        check_len(&self.expected, blob_len)?;
+        let got = self.builder.finish();
+        if ct_eq(&got, &self.expected) {
+            Ok(())
+        } else {
+            Err(FormatError::MacMismatch)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(mac_key: &[u8; 32], s: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let k = WINDOW as usize;
+        let mut n = 0;
+        while n * k < s.len() {
+            let end = s.len().min((n + 1) * k + 16);
+            let mut h = hmac_sha256(mac_key);
+            h.update(&s[n * k..end]);
+            out.extend_from_slice(&h.finalize().into_bytes()[..10]);
+            n += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn streaming_matches_reference_at_edges() {
+        let key = [7u8; 32];
+        let iv = [9u8; 16];
+        let k = WINDOW as usize;
+        for blob_len in [
+            26usize,
+            k - 16,
+            k - 15,
+            k - 1,
+            k,
+            k + 1,
+            2 * k - 16,
+            2 * k - 10,
+            2 * k,
+            3 * k + 5,
+        ] {
+            let blob: Vec<u8> = (0..blob_len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut s = iv.to_vec();
+            s.extend_from_slice(&blob);
+            let want = reference(&key, &s);
+            assert_eq!(
+                want.len() as u64,
+                sidecar_len(blob_len as u64),
+                "len {blob_len}"
+            );
+            assert_eq!(generate(&key, &iv, &blob), want, "whole {blob_len}");
+            for piece in [1usize, 7, 16, 4096, 65551] {
+                let mut b = SidecarBuilder::new(&key);
+                b.update(&iv);
+                for c in blob.chunks(piece) {
+                    b.update(c);
+                }
+                assert_eq!(b.finish(), want, "len {blob_len} piece {piece}");
+            }
+            let last = window_count(blob_len as u64) - 1;
+            verify_windows(&key, &iv, &want, blob_len as u64, 0..=last, 0, &blob).unwrap();
+            let mut bad = want.clone();
+            bad[0] ^= 1;
+            assert!(matches!(
+                verify_windows(&key, &iv, &bad, blob_len as u64, 0..=last, 0, &blob),
+                Err(FormatError::MacMismatch)
+            ));
+        }
+    }
+}
