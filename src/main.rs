@@ -1,12 +1,15 @@
-//! interop-media command line: `serve` (default), `keygen`, `config check`, `sweep`.
+//! interop-media command line: `serve` (default), `keygen`, `config check`, `sweep`, and the
+//! client commands `prepare`, `open`, `upload`, `download`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use interop_media::client::{self, ClientError};
 use interop_media::config::{Config, Settings, Sources};
 use interop_media::crypto::keys::SecretKey;
+use interop_media::media::{MediaFormat, MediaKind};
 use interop_media::{devkeys, ingest, storage, sweep};
 
 #[derive(Debug, Parser)]
@@ -52,6 +55,59 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Encrypt a file in an E2EE attachment format; prints the descriptor (JSON).
+    Prepare {
+        file: PathBuf,
+        #[arg(long)]
+        format: String,
+        #[arg(long)]
+        kind: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// WhatsApp streaming sidecar (default: on for video, audio and voice).
+        #[arg(long)]
+        sidecar: Option<bool>,
+        /// Also write the descriptor to this file.
+        #[arg(long)]
+        descriptor_out: Option<PathBuf>,
+    },
+    /// Verify and decrypt a blob with its descriptor; writes nothing unless every check passes.
+    Open {
+        blob: PathBuf,
+        #[arg(long)]
+        descriptor: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Prepare (unless --sealed), upload, mint a token; prints id, token URL and descriptor.
+    Upload {
+        file: PathBuf,
+        #[arg(long)]
+        server: String,
+        /// File holding the partner API key.
+        #[arg(long)]
+        key_file: PathBuf,
+        #[arg(long, default_value = "whatsapp")]
+        format: String,
+        #[arg(long, default_value = "document")]
+        kind: String,
+        /// The file is already sealed: upload it as is.
+        #[arg(long)]
+        sealed: bool,
+        #[arg(long, default_value = "cli")]
+        audience: String,
+    },
+    /// Fetch a token URL (resuming after dropped connections), optionally verify and decrypt.
+    Download {
+        url: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Decrypt with this descriptor; OUTPUT then receives the plaintext.
+        #[arg(long)]
+        descriptor: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        attempts: u32,
     },
     /// Delete expired media from the store.
     Sweep {
@@ -194,6 +250,113 @@ async fn run_sweep(config: ConfigArgs, dry_run: bool) -> Result<(), String> {
     Ok(())
 }
 
+fn parse_format_kind(format: &str, kind: &str) -> Result<(MediaFormat, MediaKind), ClientError> {
+    let f = format.parse().map_err(|()| ClientError {
+        code: 2,
+        message: format!("unknown format `{format}`"),
+    })?;
+    let k = kind.parse().map_err(|()| ClientError {
+        code: 2,
+        message: format!("unknown kind `{kind}`"),
+    })?;
+    Ok((f, k))
+}
+
+fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result<(), ClientError> {
+    match command {
+        Command::Prepare {
+            file,
+            format,
+            kind,
+            output,
+            sidecar,
+            descriptor_out,
+        } => {
+            let (f, k) = parse_format_kind(&format, &kind)?;
+            let d = client::prepare(&file, &output, f, k, sidecar)?;
+            let json = d.to_json_pretty();
+            if let Some(p) = descriptor_out {
+                std::fs::write(&p, &json).map_err(|e| ClientError {
+                    code: 2,
+                    message: format!("{}: {e}", p.display()),
+                })?;
+            }
+            println!("{json}");
+        }
+        Command::Open {
+            blob,
+            descriptor,
+            output,
+        } => {
+            let d = client::read_descriptor(&descriptor)?;
+            let opened = client::open(&blob, &d, &output)?;
+            println!(
+                "{}",
+                serde_json::json!({ "plaintext_length": opened.plaintext_length, "output": output })
+            );
+        }
+        Command::Upload {
+            file,
+            server,
+            key_file,
+            format,
+            kind,
+            sealed,
+            audience,
+        } => {
+            let (f, k) = parse_format_kind(&format, &kind)?;
+            let key = std::fs::read_to_string(&key_file).map_err(|e| ClientError {
+                code: 2,
+                message: format!("{}: {e}", key_file.display()),
+            })?;
+            let up = runtime.block_on(client::upload(
+                &file,
+                &server,
+                key.trim(),
+                f,
+                k,
+                sealed,
+                &audience,
+            ))?;
+            println!("{}", serde_json::to_string_pretty(&up).unwrap_or_default());
+        }
+        Command::Download {
+            url,
+            output,
+            descriptor,
+            attempts,
+        } => {
+            let desc = descriptor
+                .as_deref()
+                .map(client::read_descriptor)
+                .transpose()?;
+            match desc {
+                None => {
+                    let n = runtime.block_on(client::download(&url, &output, attempts))?;
+                    println!("{}", serde_json::json!({ "bytes": n, "output": output }));
+                }
+                Some(d) => {
+                    let blob = output.with_extension("blob");
+                    runtime.block_on(client::download(&url, &blob, attempts))?;
+                    let opened = client::open(&blob, &d, &output);
+                    let _ = std::fs::remove_file(&blob);
+                    println!(
+                        "{}",
+                        serde_json::json!({ "plaintext_length": opened?.plaintext_length, "output": output })
+                    );
+                }
+            }
+        }
+        _ => {
+            return Err(ClientError {
+                code: 2,
+                message: "not a client command".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs {
@@ -217,6 +380,15 @@ fn main() -> ExitCode {
             action: ConfigAction::Check { config },
         } => load(&config, None).map(|_| println!("config ok")),
         Command::Sweep { dry_run, config } => runtime.block_on(run_sweep(config, dry_run)),
+        other => {
+            return match client_command(other, &runtime) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {}", e.message);
+                    ExitCode::from(e.code)
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

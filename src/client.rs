@@ -1,0 +1,295 @@
+//! The command-line client: `prepare` and `open` (E2EE formats, offline), `upload` and
+//! `download` (against a running service). Exit codes a script can rely on: 0 success,
+//! 2 usage or configuration, 3 verification failed, 4 server or network error.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use crate::formats::{self, Descriptor, FormatError, SealOptions};
+use crate::media::{MediaFormat, MediaKind};
+
+/// A client failure with the exit code that classifies it.
+#[derive(Debug)]
+pub struct ClientError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl ClientError {
+    fn usage(m: impl Into<String>) -> Self {
+        ClientError {
+            code: 2,
+            message: m.into(),
+        }
+    }
+    fn verify(m: impl Into<String>) -> Self {
+        ClientError {
+            code: 3,
+            message: m.into(),
+        }
+    }
+    fn remote(m: impl Into<String>) -> Self {
+        ClientError {
+            code: 4,
+            message: m.into(),
+        }
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> ClientError {
+    ClientError::usage(format!("{}: {e}", path.display()))
+}
+
+fn format_error(e: FormatError) -> ClientError {
+    match e {
+        FormatError::Io(err) => ClientError::usage(err.to_string()),
+        other => ClientError::verify(other.to_string()),
+    }
+}
+
+/// Encrypt `input` into `output` in an E2EE attachment format; returns the descriptor.
+pub fn prepare(
+    input: &Path,
+    output: &Path,
+    format: MediaFormat,
+    kind: MediaKind,
+    sidecar: Option<bool>,
+) -> Result<Descriptor, ClientError> {
+    if format == MediaFormat::Opaque {
+        return Err(ClientError::usage(
+            "prepare needs --format whatsapp or signal",
+        ));
+    }
+    let mut opts = SealOptions::new(format, kind);
+    if let Some(s) = sidecar {
+        opts.sidecar = s && format == MediaFormat::Whatsapp;
+    }
+    let file = std::fs::File::open(input).map_err(|e| io(input, e))?;
+    let size = file.metadata().map_err(|e| io(input, e))?.len();
+    if format == MediaFormat::Signal && kind == MediaKind::Video {
+        opts.incremental_mac_for_size = Some(size);
+    }
+    let out = std::fs::File::create(output).map_err(|e| io(output, e))?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, out);
+    let desc = formats::seal(
+        &opts,
+        std::io::BufReader::with_capacity(1 << 20, file),
+        &mut writer,
+    )
+    .map_err(format_error)?;
+    use std::io::Write as _;
+    writer.flush().map_err(|e| io(output, e))?;
+    Ok(desc)
+}
+
+pub fn read_descriptor(path: &Path) -> Result<Descriptor, ClientError> {
+    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+    Descriptor::from_json(&text).map_err(|e| ClientError::usage(format!("{}: {e}", path.display())))
+}
+
+/// Verify and decrypt `blob` into `output`; nothing is written unless every check passes.
+pub fn open(
+    blob: &Path,
+    descriptor: &Descriptor,
+    output: &Path,
+) -> Result<formats::Opened, ClientError> {
+    formats::open_to_path(descriptor, blob, output).map_err(format_error)
+}
+
+fn http() -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| ClientError::remote(e.to_string()))
+}
+
+async fn problem(resp: reqwest::Response) -> ClientError {
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    ClientError::remote(format!("server answered {status}: {body}"))
+}
+
+/// What `upload` prints.
+#[derive(Debug, serde::Serialize)]
+pub struct Uploaded {
+    pub media: serde_json::Value,
+    pub token: serde_json::Value,
+    pub descriptor: Option<serde_json::Value>,
+}
+
+/// Seal (unless `sealed`), upload, and mint a token for `audience`.
+pub async fn upload(
+    file: &Path,
+    server: &str,
+    key: &str,
+    format: MediaFormat,
+    kind: MediaKind,
+    sealed: bool,
+    audience: &str,
+) -> Result<Uploaded, ClientError> {
+    let tmp;
+    let (blob_path, descriptor): (PathBuf, Option<Descriptor>) =
+        if sealed || format == MediaFormat::Opaque {
+            (file.to_path_buf(), None)
+        } else {
+            tmp = temp_path()?;
+            let d = prepare(file, &tmp.0, format, kind, None)?;
+            (tmp.0.clone(), Some(d))
+        };
+    let digest = sha256_file(&blob_path)?;
+    let f = tokio::fs::File::open(&blob_path)
+        .await
+        .map_err(|e| io(&blob_path, e))?;
+    let len = f.metadata().await.map_err(|e| io(&blob_path, e))?.len();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20));
+    let c = http()?;
+    let server = server.trim_end_matches('/');
+    let resp = c
+        .post(format!("{server}/v1/media"))
+        .bearer_auth(key)
+        .header("X-Media-Kind", kind.as_str())
+        .header("X-Media-Format", format.as_str())
+        .header("X-Media-Sha256", hex::encode(digest))
+        .header("Content-Length", len)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| ClientError::remote(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(problem(resp).await);
+    }
+    let media: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| ClientError::remote(e.to_string()))?;
+    let id = media["id"]
+        .as_str()
+        .ok_or_else(|| ClientError::remote("no id in response"))?
+        .to_string();
+    let resp = c
+        .post(format!("{server}/v1/media/{id}/tokens"))
+        .bearer_auth(key)
+        .json(&json!({ "audience": audience }))
+        .send()
+        .await
+        .map_err(|e| ClientError::remote(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(problem(resp).await);
+    }
+    let token = resp
+        .json()
+        .await
+        .map_err(|e| ClientError::remote(e.to_string()))?;
+    let descriptor = descriptor
+        .map(|d| serde_json::from_str(&d.to_json_pretty()))
+        .transpose()
+        .map_err(|e| ClientError::usage(e.to_string()))?;
+    Ok(Uploaded {
+        media,
+        token,
+        descriptor,
+    })
+}
+
+/// A private temporary file path (the file is removed on drop).
+struct TempPath(PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn temp_path() -> Result<TempPath, ClientError> {
+    let mut r = [0u8; 8];
+    crate::crypto::random_bytes(&mut r).map_err(|e| ClientError::usage(e.to_string()))?;
+    let dir = std::env::temp_dir();
+    let name = format!(".interop-media-{}.blob", hex::encode(r));
+    Ok(TempPath(dir.join(name)))
+}
+
+fn sha256_file(path: &Path) -> Result<[u8; 32], ClientError> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// Fetch a token URL into `output`, resuming with `Range` after a dropped connection.
+pub async fn download(url: &str, output: &Path, attempts: u32) -> Result<u64, ClientError> {
+    let c = http()?;
+    let partial = output.with_extension("partial");
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .map_err(|e| io(&partial, e))?;
+    let mut have: u64 = 0;
+    let mut total: Option<u64> = None;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut req = c.get(url);
+        if have > 0 {
+            req = req.header("Range", format!("bytes={have}-"));
+        }
+        let result: Result<(), String> = async {
+            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            if have > 0 && status != reqwest::StatusCode::PARTIAL_CONTENT {
+                return Err(format!("resume refused: {status}"));
+            }
+            if !status.is_success() {
+                let body = resp.text().await.unwrap_or_default();
+                return Err(format!("FATAL server answered {status}: {body}"));
+            }
+            if total.is_none() {
+                total = resp.content_length();
+            }
+            let mut stream = resp.bytes_stream();
+            while let Some(piece) = stream.next().await {
+                let piece = piece.map_err(|e| e.to_string())?;
+                file.write_all(&piece)
+                    .await
+                    .map_err(|e| format!("FATAL {e}"))?;
+                have += piece.len() as u64;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) if total.is_none_or(|t| t == have) => break,
+            Ok(()) => {}
+            Err(e) if e.starts_with("FATAL") || tries >= attempts => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(ClientError::remote(
+                    e.trim_start_matches("FATAL ").to_string(),
+                ));
+            }
+            Err(e) => eprintln!("download interrupted at {have} bytes ({e}); resuming"),
+        }
+        if tries >= attempts {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(ClientError::remote(format!(
+                "incomplete after {tries} attempts"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500 * u64::from(tries))).await;
+    }
+    file.flush().await.map_err(|e| io(&partial, e))?;
+    drop(file);
+    tokio::fs::rename(&partial, output)
+        .await
+        .map_err(|e| io(output, e))?;
+    Ok(have)
+}
