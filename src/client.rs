@@ -100,6 +100,23 @@ pub fn open(
     formats::open_to_path(descriptor, blob, output).map_err(format_error)
 }
 
+/// A byte progress bar on stderr; indicatif draws nothing when stderr is not a terminal, so
+/// scripts and logs see only the JSON result.
+fn progress(len: Option<u64>, what: &'static str) -> indicatif::ProgressBar {
+    let bar = match len {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::no_length(),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what);
+    bar
+}
+
 fn http() -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -145,7 +162,14 @@ pub async fn upload(
         .await
         .map_err(|e| io(&blob_path, e))?;
     let len = f.metadata().await.map_err(|e| io(&blob_path, e))?.len();
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20));
+    let bar = progress(Some(len), "upload");
+    let counted = bar.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20).inspect(move |piece| {
+        if let Ok(b) = piece {
+            counted.inc(b.len() as u64);
+        }
+    });
+    let body = reqwest::Body::wrap_stream(stream);
     let c = http()?;
     let server = server.trim_end_matches('/');
     let resp = c
@@ -159,6 +183,7 @@ pub async fn upload(
         .send()
         .await
         .map_err(|e| ClientError::remote(e.to_string()))?;
+    bar.finish_and_clear();
     if !resp.status().is_success() {
         return Err(problem(resp).await);
     }
@@ -237,6 +262,7 @@ pub async fn download(url: &str, output: &Path, attempts: u32) -> Result<u64, Cl
     let mut have: u64 = 0;
     let mut total: Option<u64> = None;
     let mut tries = 0;
+    let bar = progress(None, "download");
     loop {
         tries += 1;
         let mut req = c.get(url);
@@ -255,6 +281,9 @@ pub async fn download(url: &str, output: &Path, attempts: u32) -> Result<u64, Cl
             }
             if total.is_none() {
                 total = resp.content_length();
+                if let Some(t) = total {
+                    bar.set_length(t);
+                }
             }
             let mut stream = resp.bytes_stream();
             while let Some(piece) = stream.next().await {
@@ -263,6 +292,7 @@ pub async fn download(url: &str, output: &Path, attempts: u32) -> Result<u64, Cl
                     .await
                     .map_err(|e| format!("FATAL {e}"))?;
                 have += piece.len() as u64;
+                bar.set_position(have);
             }
             Ok(())
         }
@@ -286,6 +316,7 @@ pub async fn download(url: &str, output: &Path, attempts: u32) -> Result<u64, Cl
         }
         tokio::time::sleep(Duration::from_millis(500 * u64::from(tries))).await;
     }
+    bar.finish_and_clear();
     file.flush().await.map_err(|e| io(&partial, e))?;
     drop(file);
     tokio::fs::rename(&partial, output)
