@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpMessage, HttpServer, web};
 use object_store::ObjectStore;
 use tokio_util::task::TaskTracker;
@@ -17,12 +19,16 @@ use crate::error::{ApiError, BadRequest};
 use crate::ingest::MediaIds;
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::routes;
+use crate::storage::Backend;
+use crate::uploads::parts::PartStore;
 
 /// Everything a request handler may use. Cheap to share; no per-request state.
 #[derive(Debug)]
 pub struct AppState {
     pub settings: Settings,
     pub store: Arc<dyn ObjectStore>,
+    /// Where resumable uploads put their parts.
+    pub parts: PartStore,
     pub metrics: Metrics,
     pub ids: MediaIds,
     /// Set on SIGTERM: readiness fails so the load balancer stops sending work.
@@ -46,13 +52,16 @@ impl Cleanup {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, store: Arc<dyn ObjectStore>) -> Result<AppState, String> {
+    pub fn new(settings: Settings, backend: Backend) -> Result<AppState, String> {
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         let ids = MediaIds::new(settings.master_keys.active().1);
-        let store: Arc<dyn ObjectStore> = Arc::new(InstrumentedStore::new(store, metrics.clone()));
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(InstrumentedStore::new(backend.store, metrics.clone()));
+        let parts = PartStore::new(store.clone(), backend.multipart, metrics.clone());
         Ok(AppState {
             settings,
             store,
+            parts,
             metrics,
             ids,
             draining: AtomicBool::new(false),
@@ -79,6 +88,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/media/{id}/tokens"),
     ("GET", "/v1/download/{token}"),
     ("HEAD", "/v1/download/{token}"),
+    ("OPTIONS", "/v1/uploads/"),
+    ("POST", "/v1/uploads/"),
+    ("HEAD", "/v1/uploads/{uid}"),
+    ("PATCH", "/v1/uploads/{uid}"),
+    ("DELETE", "/v1/uploads/{uid}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -95,7 +109,9 @@ fn not_allowed(allow: &'static str) -> actix_web::Route {
 /// The route table: every route of the service, in one place. `/metrics` is served here
 /// only when it has no listener of its own.
 pub fn routes(cfg: &mut web::ServiceConfig, metrics_here: bool) {
-    use routes::{download, health, media, tokens, upload};
+    use routes::{download, health, media, tokens, upload, uploads};
+    // tus answers carry the protocol version, errors included.
+    let tus = || DefaultHeaders::new().add(("tus-resumable", "1.0.0"));
     cfg.service(
         web::resource("/v1/media")
             .post(upload::upload)
@@ -117,6 +133,22 @@ pub fn routes(cfg: &mut web::ServiceConfig, metrics_here: bool) {
             .get(download::download)
             .head(download::download)
             .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        // Clients are given the collection URL with or without the trailing slash.
+        web::resource(["/v1/uploads/", "/v1/uploads"])
+            .wrap(tus())
+            .route(web::method(Method::OPTIONS).to(uploads::options))
+            .post(uploads::create)
+            .default_service(not_allowed("OPTIONS, POST")),
+    )
+    .service(
+        web::resource("/v1/uploads/{uid}")
+            .wrap(tus())
+            .head(uploads::head)
+            .route(web::method(Method::PATCH).to(uploads::patch))
+            .delete(uploads::terminate)
+            .default_service(not_allowed("HEAD, PATCH, DELETE")),
     )
     .service(
         web::resource("/healthz")

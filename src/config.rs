@@ -51,6 +51,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub tokens: TokensConfig,
     pub retention: RetentionConfig,
+    pub uploads: UploadsConfig,
     pub limits: LimitsConfig,
     #[serde(default)]
     pub partners: BTreeMap<String, PartnerConfig>,
@@ -124,6 +125,14 @@ pub struct RetentionConfig {
     pub ttl_s: u64,
 }
 
+/// Resumable (tus) uploads.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsConfig {
+    pub expiry_s: u64,
+    pub lease_s: u64,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -152,6 +161,21 @@ impl KindLimits {
             MediaKind::Video => self.video,
             MediaKind::Document => self.document,
         }
+    }
+
+    /// The largest limit of any kind (`Tus-Max-Size`).
+    pub fn max(&self) -> u64 {
+        [
+            self.image,
+            self.sticker,
+            self.voice,
+            self.audio,
+            self.video,
+            self.document,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
     }
 }
 
@@ -248,6 +272,11 @@ pub struct Settings {
     pub token_max_ttl: u64,
     pub clock_skew: u64,
     pub retention: Duration,
+    /// How long an unfinished resumable upload lives (`Upload-Expires`).
+    pub upload_expiry: Duration,
+    /// How long a PATCH owns an upload without renewing; a replica that dies mid-PATCH
+    /// blocks the upload for at most this long.
+    pub upload_lease: Duration,
     pub sealed_limits: KindLimits,
     pub partners: Partners,
 }
@@ -389,6 +418,15 @@ impl Settings {
                 "must be between 1 and tokens.max_ttl_s",
             ));
         }
+        if c.uploads.expiry_s == 0 {
+            return Err(ConfigError::new("uploads.expiry_s", "must be at least 1"));
+        }
+        if !(5..=3600).contains(&c.uploads.lease_s) {
+            return Err(ConfigError::new(
+                "uploads.lease_s",
+                "must be between 5 and 3600 seconds",
+            ));
+        }
         if c.retention.ttl_s == 0 {
             return Err(ConfigError::new("retention.ttl_s", "must be at least 1"));
         }
@@ -457,6 +495,8 @@ impl Settings {
             token_max_ttl: t.max_ttl_s,
             clock_skew: t.clock_skew_s,
             retention: Duration::from_secs(c.retention.ttl_s),
+            upload_expiry: Duration::from_secs(c.uploads.expiry_s),
+            upload_lease: Duration::from_secs(c.uploads.lease_s),
             sealed_limits: c.limits.sealed.clone(),
             partners: Partners::new(partners),
         })

@@ -49,6 +49,20 @@ pub enum ApiError {
     BodyTimeout,
     #[error("the request body could not be read")]
     BodyAborted,
+    #[error("no such upload")]
+    UploadNotFound,
+    #[error("the upload has expired")]
+    UploadExpired,
+    #[error("Upload-Offset does not match the upload's offset of {expected}")]
+    UploadOffsetMismatch { expected: u64 },
+    #[error("another request is writing to this upload; retry after a HEAD")]
+    UploadBusy,
+    #[error("the body does not match Upload-Checksum; nothing of it was kept")]
+    ChecksumMismatch,
+    #[error("this server speaks tus 1.0.0; send Tus-Resumable: 1.0.0")]
+    TusVersion,
+    #[error("the body must be {0}")]
+    UnsupportedContentType(&'static str),
     #[error("storage is unavailable; try again")]
     StorageUnavailable,
     #[error("the service is shutting down")]
@@ -72,6 +86,10 @@ pub enum BadRequest {
     MalformedJson(String),
     #[error("invalid field `{0}`")]
     InvalidField(&'static str),
+    #[error("{0}")]
+    Metadata(&'static str),
+    #[error("Upload-Checksum supports only sha256")]
+    ChecksumAlgorithm,
 }
 
 impl BadRequest {
@@ -83,6 +101,8 @@ impl BadRequest {
             BadRequest::MissingHeader(_) => "missing-header",
             BadRequest::MalformedJson(_) => "malformed-json",
             BadRequest::InvalidField(_) => "invalid-field",
+            BadRequest::Metadata(_) => "malformed-metadata",
+            BadRequest::ChecksumAlgorithm => "checksum-algorithm-unsupported",
         }
     }
 }
@@ -115,6 +135,13 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => "range-not-satisfiable",
             ApiError::BodyTimeout => "body-timeout",
             ApiError::BodyAborted => "body-aborted",
+            ApiError::UploadNotFound => "upload-not-found",
+            ApiError::UploadExpired => "upload-expired",
+            ApiError::UploadOffsetMismatch { .. } => "upload-offset-mismatch",
+            ApiError::UploadBusy => "upload-busy",
+            ApiError::ChecksumMismatch => "checksum-mismatch",
+            ApiError::TusVersion => "tus-version-unsupported",
+            ApiError::UnsupportedContentType(_) => "unsupported-content-type",
             ApiError::StorageUnavailable => "storage-unavailable",
             ApiError::ShuttingDown => "shutting-down",
             ApiError::Internal => "internal",
@@ -122,6 +149,9 @@ impl ApiError {
     }
 
     fn title(&self) -> &'static str {
+        if matches!(self, ApiError::ChecksumMismatch) {
+            return "Checksum Mismatch";
+        }
         match self.status_code().canonical_reason() {
             Some(reason) => reason,
             None => "Error",
@@ -151,7 +181,17 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) | ApiError::LengthMismatch | ApiError::BodyAborted => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::MediaNotFound | ApiError::NotFoundRoute => StatusCode::NOT_FOUND,
+            ApiError::MediaNotFound | ApiError::NotFoundRoute | ApiError::UploadNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::UploadExpired => StatusCode::GONE,
+            ApiError::UploadOffsetMismatch { .. } | ApiError::UploadBusy => StatusCode::CONFLICT,
+            // tus's own status for a checksum mismatch.
+            ApiError::ChecksumMismatch => {
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            ApiError::TusVersion => StatusCode::PRECONDITION_FAILED,
+            ApiError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::MediaExpired => StatusCode::GONE,
@@ -189,6 +229,9 @@ impl ResponseError for ApiError {
             }
             ApiError::StorageUnavailable | ApiError::ShuttingDown => {
                 resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            }
+            ApiError::TusVersion => {
+                resp.insert_header(("tus-version", "1.0.0"));
             }
             ApiError::MethodNotAllowed(allow) => {
                 resp.insert_header((header::ALLOW, *allow));

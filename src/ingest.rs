@@ -151,7 +151,7 @@ pub async fn lookup(state: &AppState, partner: &str, id: &str) -> Result<Option<
 }
 
 /// Pull the next body piece, failing on an idle stall.
-async fn next_piece<S>(body: &mut S, idle: Duration) -> Result<Option<Bytes>, ApiError>
+pub(crate) async fn next_piece<S>(body: &mut S, idle: Duration) -> Result<Option<Bytes>, ApiError>
 where
     S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
 {
@@ -468,10 +468,10 @@ async fn put_small(
 }
 
 /// Counts an upload as in flight for as long as it lives.
-struct InFlight(prometheus::IntGauge);
+pub(crate) struct InFlight(prometheus::IntGauge);
 
 impl InFlight {
-    fn new(m: &crate::metrics::Metrics) -> Self {
+    pub(crate) fn new(m: &crate::metrics::Metrics) -> Self {
         m.uploads_in_flight.inc();
         InFlight(m.uploads_in_flight.clone())
     }

@@ -23,6 +23,7 @@ pub mod routes;
 pub mod storage;
 pub mod sweep;
 pub mod tokens;
+pub mod uploads;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -40,8 +41,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), String> {
-    let store = storage::open(&settings.storage)?;
-    run_with_store(settings, store, listener, shutdown, ready).await
+    let backend = storage::open_backend(&settings.storage)?;
+    run_with_backend(settings, backend, listener, shutdown, ready).await
 }
 
 /// [`run`] with a caller-supplied store (tests inject failing stores this way).
@@ -52,13 +53,28 @@ pub async fn run_with_store(
     shutdown: impl std::future::Future<Output = ()>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), String> {
+    let backend = storage::Backend {
+        store,
+        multipart: None,
+    };
+    run_with_backend(settings, backend, listener, shutdown, ready).await
+}
+
+/// [`run`] on an opened backend.
+pub async fn run_with_backend(
+    settings: Settings,
+    backend: storage::Backend,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), String> {
     let metrics_listener = match &settings.metrics_listen {
         Some(addr) => {
             Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
         }
         None => None,
     };
-    let state = Arc::new(AppState::new(settings, store)?);
+    let state = Arc::new(AppState::new(settings, backend)?);
     app::serve(state, listener, metrics_listener, shutdown, ready)
         .await
         .map_err(|e| format!("server error: {e}"))

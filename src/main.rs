@@ -10,6 +10,7 @@ use interop_media::client::{self, ClientError};
 use interop_media::config::{Config, Settings, Sources};
 use interop_media::crypto::keys::SecretKey;
 use interop_media::media::{MediaFormat, MediaKind};
+use interop_media::uploads::parts::PartStore;
 use interop_media::{devkeys, ingest, storage, sweep};
 
 #[derive(Debug, Parser)]
@@ -235,12 +236,20 @@ fn keygen() -> Result<(), String> {
 async fn run_sweep(config: ConfigArgs, dry_run: bool) -> Result<(), String> {
     let settings = load(&config, None)?;
     init_logging(settings.log_json, &settings.log_level);
-    let store = storage::open(&settings.storage)?;
-    let report = sweep::sweep(
+    let backend = storage::open_backend(&settings.storage)?;
+    let store = backend.store.clone();
+    let now = ingest::now_unix();
+    let mut report = sweep::sweep(store.as_ref(), &settings.master_keys, now, dry_run).await?;
+    let metrics = interop_media::metrics::Metrics::new().map_err(|e| e.to_string())?;
+    let parts = PartStore::new(store.clone(), backend.multipart, metrics);
+    sweep::sweep_uploads(
         store.as_ref(),
+        &parts,
         &settings.master_keys,
-        ingest::now_unix(),
+        now,
+        settings.upload_lease.as_secs(),
         dry_run,
+        &mut report,
     )
     .await?;
     println!(

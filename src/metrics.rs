@@ -156,7 +156,8 @@ impl InstrumentedStore {
     }
 }
 
-fn observe(m: &Metrics, op: &str, start: Instant, err: Option<&object_store::Error>) {
+/// Record one object store call (also used for the multipart calls of resumable uploads).
+pub fn observe(m: &Metrics, op: &str, start: Instant, err: Option<&object_store::Error>) {
     m.store_duration
         .with_label_values(&[op])
         .observe(start.elapsed().as_secs_f64());

@@ -7,9 +7,12 @@ use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, PutPayload, PutResult,
+};
 
 use crate::config::StorageSettings;
 use crate::crypto::keys::KeyRing;
@@ -25,28 +28,28 @@ pub fn media_path(id: &str) -> Path {
     Path::from_iter([MEDIA_PREFIX, id])
 }
 
-enum Backend<'a> {
+enum Url<'a> {
     File(&'a str),
     Memory,
     S3 { bucket: &'a str, prefix: &'a str },
 }
 
-fn parse(url: &str) -> Result<Backend<'_>, String> {
+fn parse(url: &str) -> Result<Url<'_>, String> {
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
             return Err(
                 "file:// URLs need an absolute path, e.g. file:///var/lib/interop-media".into(),
             );
         }
-        Ok(Backend::File(path))
+        Ok(Url::File(path))
     } else if url == "memory://" || url == "memory:///" {
-        Ok(Backend::Memory)
+        Ok(Url::Memory)
     } else if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err("s3:// URLs name a bucket: s3://bucket[/prefix]".into());
         }
-        Ok(Backend::S3 {
+        Ok(Url::S3 {
             bucket,
             prefix: prefix.trim_matches('/'),
         })
@@ -62,20 +65,52 @@ pub fn check_url(url: &str) -> Result<(), String> {
     parse(url).map(|_| ())
 }
 
-/// Open the configured backend.
+/// An opened backend: the object store, plus its low-level multipart interface when it has
+/// one. Resumable uploads need the latter to add parts to one multipart upload across
+/// requests and replicas; without it (local files) they keep parts as objects instead.
+#[derive(Clone)]
+pub struct Backend {
+    pub store: Arc<dyn ObjectStore>,
+    pub multipart: Option<Arc<dyn MultipartStore>>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("store", &self.store.to_string())
+            .field("multipart", &self.multipart.is_some())
+            .finish()
+    }
+}
+
+/// Open the configured backend's object store.
 pub fn open(s: &StorageSettings) -> Result<Arc<dyn ObjectStore>, String> {
+    open_backend(s).map(|b| b.store)
+}
+
+/// Open the configured backend with its multipart interface.
+pub fn open_backend(s: &StorageSettings) -> Result<Backend, String> {
     Ok(match parse(&s.url)? {
-        Backend::File(dir) => {
+        Url::File(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
-            Arc::new(
-                LocalFileSystem::new_with_prefix(dir)
-                    .map_err(|e| format!("cannot open {dir}: {e}"))?
-                    // Empty directories left by deletes are removed, so sweeps don't grow the tree.
-                    .with_automatic_cleanup(true),
-            )
+            Backend {
+                store: Arc::new(
+                    LocalFileSystem::new_with_prefix(dir)
+                        .map_err(|e| format!("cannot open {dir}: {e}"))?
+                        // Empty directories left by deletes are removed, so sweeps don't grow the tree.
+                        .with_automatic_cleanup(true),
+                ),
+                multipart: None,
+            }
         }
-        Backend::Memory => Arc::new(InMemory::new()),
-        Backend::S3 { bucket, prefix } => {
+        Url::Memory => {
+            let m = Arc::new(InMemory::new());
+            Backend {
+                store: m.clone(),
+                multipart: Some(m),
+            }
+        }
+        Url::S3 { bucket, prefix } => {
             // Client options first: `with_client_options` replaces them whole, and
             // `with_allow_http` is stored inside them.
             let mut b = AmazonS3Builder::from_env()
@@ -97,14 +132,75 @@ pub fn open(s: &StorageSettings) -> Result<Arc<dyn ObjectStore>, String> {
                     .with_access_key_id(id)
                     .with_secret_access_key(secret.expose());
             }
-            let store = b.build().map_err(|e| format!("cannot configure S3: {e}"))?;
+            let store = Arc::new(b.build().map_err(|e| format!("cannot configure S3: {e}"))?);
             if prefix.is_empty() {
-                Arc::new(store)
+                Backend {
+                    store: store.clone(),
+                    multipart: Some(store),
+                }
             } else {
-                Arc::new(PrefixStore::new(store, prefix))
+                Backend {
+                    store: Arc::new(PrefixStore::new(store.clone(), prefix)),
+                    multipart: Some(Arc::new(PrefixedMultipart {
+                        inner: store,
+                        prefix: Path::from(prefix),
+                    })),
+                }
             }
         }
     })
+}
+
+/// `PrefixStore` for the multipart interface, which object_store does not wrap.
+struct PrefixedMultipart {
+    inner: Arc<dyn MultipartStore>,
+    prefix: Path,
+}
+
+impl std::fmt::Debug for PrefixedMultipart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PrefixedMultipart({})", self.prefix)
+    }
+}
+
+impl PrefixedMultipart {
+    fn full(&self, path: &Path) -> Path {
+        self.prefix.parts().chain(path.parts()).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl MultipartStore for PrefixedMultipart {
+    async fn create_multipart(&self, path: &Path) -> object_store::Result<MultipartId> {
+        self.inner.create_multipart(&self.full(path)).await
+    }
+
+    async fn put_part(
+        &self,
+        path: &Path,
+        id: &MultipartId,
+        part_idx: usize,
+        data: PutPayload,
+    ) -> object_store::Result<PartId> {
+        self.inner
+            .put_part(&self.full(path), id, part_idx, data)
+            .await
+    }
+
+    async fn complete_multipart(
+        &self,
+        path: &Path,
+        id: &MultipartId,
+        parts: Vec<PartId>,
+    ) -> object_store::Result<PutResult> {
+        self.inner
+            .complete_multipart(&self.full(path), id, parts)
+            .await
+    }
+
+    async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> object_store::Result<()> {
+        self.inner.abort_multipart(&self.full(path), id).await
+    }
 }
 
 /// A media object's opened header plus what the first read returned.

@@ -1,5 +1,6 @@
-//! Retention: delete media whose expiry has passed. Run by `interop-media sweep` (a cron job
-//! or Kubernetes CronJob); safe to run on several replicas at once.
+//! Retention: delete media whose expiry has passed, and resumable uploads that expired
+//! unfinished or were terminated. Run by `interop-media sweep` (a cron job or Kubernetes
+//! CronJob); safe to run on several replicas at once.
 
 use futures::StreamExt;
 use object_store::path::Path;
@@ -8,7 +9,9 @@ use serde::Serialize;
 
 use crate::crypto::keys::KeyRing;
 use crate::error::StoreError;
-use crate::storage::{MEDIA_PREFIX, read_head};
+use crate::storage::{MEDIA_PREFIX, media_path, read_head};
+use crate::uploads::parts::PartStore;
+use crate::uploads::record::{self, Loaded, UPLOADS_PREFIX};
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct SweepReport {
@@ -18,6 +21,10 @@ pub struct SweepReport {
     /// Sealed under a key no longer in the ring, or not written by this service: left alone.
     pub unreadable: u64,
     pub errors: u64,
+    /// Resumable uploads looked at, and removed (expired, finished and past expiry, or
+    /// terminated), each with its multipart upload aborted.
+    pub uploads_scanned: u64,
+    pub uploads_removed: u64,
 }
 
 /// Delete every media object expired at `now`. With `dry_run`, only count.
@@ -59,4 +66,88 @@ pub async fn sweep(
         }
     }
     Ok(report)
+}
+
+/// Remove resumable uploads that are over: expired (finished or not), or terminated more
+/// than twice the lease ago (so no PATCH that held the upload can still append to its log).
+pub async fn sweep_uploads(
+    store: &dyn ObjectStore,
+    parts: &PartStore,
+    ring: &KeyRing,
+    now: u64,
+    lease_s: u64,
+    dry_run: bool,
+    report: &mut SweepReport,
+) -> Result<(), String> {
+    let prefix = Path::from(UPLOADS_PREFIX);
+    let listing = store
+        .list_with_delimiter(Some(&prefix))
+        .await
+        .map_err(|e| format!("listing {prefix} failed: {e}"))?;
+    let now_ms = now.saturating_mul(1000);
+    for dir in listing.common_prefixes {
+        let Some(uid) = dir.filename().map(str::to_string) else {
+            continue;
+        };
+        report.uploads_scanned += 1;
+        let (over, multipart) = match record::load(store, ring, &uid).await {
+            Ok(Loaded::Live(v)) => {
+                let claimed = v.claim.as_ref().is_some_and(|c| c.lease_until_ms > now_ms);
+                let over = v.state.expires <= now && !claimed;
+                let mp = (!v.state.completed)
+                    .then(|| {
+                        v.state
+                            .multipart
+                            .clone()
+                            .map(|id| (v.state.media_id.clone(), id))
+                    })
+                    .flatten();
+                (over, mp)
+            }
+            Ok(Loaded::Terminated { at, .. }) => (at + 2 * lease_s <= now, None),
+            // Leftovers of a removal that was cut short.
+            Ok(Loaded::Missing) => (true, None),
+            Err(StoreError::UnknownKey | StoreError::Corrupt(_)) => {
+                report.unreadable += 1;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweep: reading upload state failed");
+                report.errors += 1;
+                continue;
+            }
+        };
+        if !over || dry_run {
+            report.uploads_removed += u64::from(over);
+            continue;
+        }
+        if let Some((media_id, id)) = &multipart {
+            parts.abort(&media_path(media_id), Some(id)).await;
+        }
+        let mut files = store.list(Some(&record::upload_dir(&uid)));
+        let mut failed = false;
+        // Log records go last and newest-first would not matter: nothing is live any more.
+        while let Some(item) = files.next().await {
+            let ok = match item {
+                Ok(meta) => match store.delete(&meta.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sweep: delete failed");
+                        false
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep: listing upload failed");
+                    false
+                }
+            };
+            failed |= !ok;
+        }
+        if failed {
+            report.errors += 1;
+        } else {
+            report.uploads_removed += 1;
+        }
+    }
+    Ok(())
 }

@@ -146,6 +146,27 @@ impl Sealer {
         }
     }
 
+    /// Continue a stream whose chunks before `index` were sealed elsewhere (a resumable upload
+    /// picked up by another request or replica). `pending` is the plaintext that sealer held
+    /// back; it is at most one chunk.
+    pub fn resume(cipher: ChunkCipher, index: u64, pending: &[u8]) -> Option<Self> {
+        if pending.len() > CHUNK_SIZE {
+            return None;
+        }
+        let mut buf = BytesMut::with_capacity(CHUNK_SIZE);
+        buf.put_slice(pending);
+        Some(Sealer {
+            cipher,
+            index,
+            pending: buf,
+        })
+    }
+
+    /// The next chunk index and the held-back plaintext, i.e. what [`Sealer::resume`] needs.
+    pub fn position(&self) -> (u64, &[u8]) {
+        (self.index, &self.pending)
+    }
+
     /// Add plaintext; every chunk that is certainly not the last is sealed onto `out`.
     pub fn push(&mut self, mut data: &[u8], out: &mut BytesMut) {
         while !data.is_empty() {

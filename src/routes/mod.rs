@@ -5,3 +5,4 @@ pub mod health;
 pub mod media;
 pub mod tokens;
 pub mod upload;
+pub mod uploads;

@@ -1,0 +1,936 @@
+//! Resumable uploads (tus 1.0): an upload is created, fed by PATCHes on any replica, and on
+//! its last byte becomes an ordinary media object, sealed at rest exactly like a single upload.
+//!
+//! How a PATCH runs:
+//! 1. Read the log (`record`) and claim the upload by appending a claim record: the
+//!    compare-and-swap that makes a second replica answer 409 instead of accepting the same
+//!    offset. The claim is a lease, renewed while the PATCH runs, so a replica that dies
+//!    mid-PATCH blocks the upload for at most `uploads.lease_s`.
+//! 2. Resume the sealer, the digest midstate and the staged tail, then seal the body and
+//!    write whole parts to the multipart upload as they fill (`parts`).
+//! 3. Stage what is left below a part, then append the new state. Only then does `HEAD`
+//!    report the new offset: it never runs ahead of durable data.
+//! 4. On the last byte: check the digest, write the object (one conditional put, or the last
+//!    part and the completion), then record completion with the media id.
+//!
+//! Chunks are sealed with positional nonces, so bytes are sealed only when they will be
+//! committed: a PATCH with `Upload-Checksum` is spooled to a private temp file and checked
+//! before any of it is sealed, and an interrupted PATCH commits what it received.
+
+pub mod parts;
+pub mod protocol;
+pub mod record;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use sha2::digest::common::hazmat::SerializableState;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+
+use crate::app::AppState;
+use crate::auth::Partner;
+use crate::crypto::object::{ObjectMeta, open_header, seal_header};
+use crate::crypto::stream::Sealer;
+use crate::error::{ApiError, StoreError};
+use crate::ingest::{BodyError, InFlight, lookup, next_piece, now_unix};
+use crate::media::{MediaFormat, MediaKind};
+use crate::storage::media_path;
+use record::{Claim, Entry, Loaded, Tail, UploadState, View};
+
+/// What a creation request declared.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub partner: Partner,
+    pub kind: MediaKind,
+    pub format: MediaFormat,
+    pub sha256: [u8; 32],
+    pub length: u64,
+    /// The raw `Upload-Metadata` header, echoed by `HEAD`.
+    pub metadata: String,
+}
+
+/// Where an upload stands, as the tus headers report it.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub uid: String,
+    pub offset: u64,
+    pub length: u64,
+    /// Unix seconds.
+    pub expires: u64,
+    pub metadata: String,
+    /// Set once the upload has become a media.
+    pub media_id: Option<String>,
+}
+
+impl Progress {
+    fn of(uid: &str, st: &UploadState) -> Progress {
+        Progress {
+            uid: uid.to_string(),
+            offset: if st.completed { st.length } else { st.offset },
+            length: st.length,
+            expires: st.expires,
+            metadata: st.metadata.clone(),
+            media_id: st.completed.then(|| st.media_id.clone()),
+        }
+    }
+}
+
+/// A PATCH as declared by its headers.
+#[derive(Debug, Clone, Copy)]
+pub struct PatchRequest {
+    pub offset: u64,
+    /// `Content-Length`, when the body is not chunked.
+    pub declared_len: Option<u64>,
+    /// `Upload-Checksum` (sha256 of this PATCH's body).
+    pub checksum: Option<[u8; 32]>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn random_hex<const N: usize>() -> Result<String, ApiError> {
+    let mut b = [0u8; N];
+    crate::crypto::random_bytes(&mut b).map_err(|_| ApiError::Internal)?;
+    Ok(hex::encode(b))
+}
+
+/// Create an upload. With `Upload-Length: 0` the caller completes it with an empty PATCH.
+pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiError> {
+    let limit = state.settings.sealed_limits.get(req.kind);
+    if req.length > limit {
+        return Err(ApiError::TooLarge {
+            kind: req.kind.as_str(),
+            declared: req.length,
+            limit,
+        });
+    }
+    if !req.format.length_is_valid(req.length) {
+        return Err(ApiError::FormatInvalid {
+            format: req.format.as_str(),
+            len: req.length,
+        });
+    }
+    let uid = random_hex::<16>()?;
+    let media_id = state
+        .ids
+        .derive(&req.partner.id, req.kind, req.format, &req.sha256);
+    let now = now_unix();
+    let meta = ObjectMeta {
+        partner: req.partner.id.clone(),
+        kind: req.kind,
+        format: req.format,
+        sha256: hex::encode(req.sha256),
+        created: now,
+        expires: now + state.settings.retention.as_secs(),
+        generation: random_hex::<8>()?,
+    };
+    let (header, _) = seal_header(&state.settings.master_keys, &media_id, &meta)
+        .map_err(|_| ApiError::Internal)?;
+    let st = UploadState {
+        partner: req.partner.id,
+        kind: req.kind,
+        format: req.format,
+        sha256: meta.sha256,
+        length: req.length,
+        offset: 0,
+        metadata: req.metadata,
+        created: now,
+        expires: now + state.settings.upload_expiry.as_secs(),
+        media_id,
+        header: STANDARD.encode(&header),
+        multipart: None,
+        parts: Vec::new(),
+        sealer_index: 0,
+        hash_state: STANDARD.encode(Sha256::new().serialize()),
+        tail: None,
+        completed: false,
+    };
+    let store = state.store.as_ref();
+    let ring = &state.settings.master_keys;
+    if !record::append(store, ring, &uid, 0, &Entry::State(Box::new(st.clone()))).await? {
+        // 128 random bits collided: the CSPRNG is broken.
+        return Err(ApiError::Internal);
+    }
+    Ok(Progress::of(&uid, &st))
+}
+
+/// The state of `uid` for `partner`; other partners' uploads do not exist for them.
+async fn live_view(state: &AppState, partner: &Partner, uid: &str) -> Result<View, ApiError> {
+    if !record::uid_is_valid(uid) {
+        return Err(ApiError::UploadNotFound);
+    }
+    match record::load(state.store.as_ref(), &state.settings.master_keys, uid).await {
+        Ok(Loaded::Live(v)) if v.state.partner == partner.id => Ok(*v),
+        Ok(_) | Err(StoreError::NotFound | StoreError::UnknownKey) => Err(ApiError::UploadNotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `HEAD`: the durable offset (never ahead of stored data), or the media id once complete.
+pub async fn status(state: &AppState, partner: &Partner, uid: &str) -> Result<Progress, ApiError> {
+    let view = live_view(state, partner, uid).await?;
+    if !view.state.completed && now_unix() >= view.state.expires {
+        return Err(ApiError::UploadExpired);
+    }
+    Ok(Progress::of(uid, &view.state))
+}
+
+/// `DELETE` (termination): a tombstone first, so no PATCH can commit afterwards, then the
+/// multipart upload and staged data go. A completed upload's media stays.
+pub async fn terminate(state: &AppState, partner: &Partner, uid: &str) -> Result<(), ApiError> {
+    for _ in 0..3 {
+        let view = live_view(state, partner, uid).await?;
+        let seq = view.latest_seq + 1;
+        let tomb = Entry::Terminated { at: now_unix() };
+        if record::append(
+            state.store.as_ref(),
+            &state.settings.master_keys,
+            uid,
+            seq,
+            &tomb,
+        )
+        .await?
+        {
+            state.metrics.uploads_aborted.inc();
+            let multipart = (!view.state.completed)
+                .then(|| view.state.multipart.clone())
+                .flatten();
+            discard_data(state, uid, &view.state.media_id, multipart, Some(seq)).await;
+            return Ok(());
+        }
+    }
+    Err(ApiError::UploadBusy)
+}
+
+/// Remove an upload's multipart upload, staged tails and part objects, and with `below`
+/// its log records under that sequence number (the tombstone stays).
+pub async fn discard_data(
+    state: &AppState,
+    uid: &str,
+    media_id: &str,
+    multipart: Option<String>,
+    below: Option<u64>,
+) {
+    state
+        .parts
+        .abort(&media_path(media_id), multipart.as_deref())
+        .await;
+    let store = state.store.clone();
+    let uid = uid.to_string();
+    let work = async move {
+        let keep = below.map(|s| record::log_path(&uid, s));
+        let listing: Result<Vec<_>, _> = store
+            .list(Some(&record::upload_dir(&uid)))
+            .try_collect()
+            .await;
+        let Ok(metas) = listing else { return };
+        for m in metas {
+            let is_log = m.location.as_ref().contains("/log/");
+            let doomed = match (&keep, is_log) {
+                (_, false) => true,
+                (Some(keep), true) => m.location.as_ref() < keep.as_ref(),
+                (None, true) => false,
+            };
+            if doomed && let Err(e) = store.delete(&m.location).await {
+                tracing::warn!(error = %e, "removing upload data failed; the sweep will retry");
+            }
+        }
+    };
+    state.cleanup.spawn(work);
+}
+
+/// The claim a PATCH holds: the newest log record is ours while `seq` is.
+struct Lease {
+    holder: String,
+    /// Our newest record (the claim or its latest renewal).
+    seq: u64,
+    base_seq: u64,
+    until_ms: u64,
+    lease_ms: u64,
+}
+
+impl Lease {
+    async fn acquire(state: &AppState, uid: &str, view: &View) -> Result<Lease, ApiError> {
+        let lease_ms = state.settings.upload_lease.as_millis() as u64;
+        let mut lease = Lease {
+            holder: random_hex::<8>()?,
+            seq: view.latest_seq,
+            base_seq: view.state_seq,
+            until_ms: 0,
+            lease_ms,
+        };
+        lease.renew(state, uid).await?;
+        Ok(lease)
+    }
+
+    async fn renew(&mut self, state: &AppState, uid: &str) -> Result<(), ApiError> {
+        let until_ms = now_ms() + self.lease_ms;
+        let claim = Entry::Claim(Claim {
+            holder: self.holder.clone(),
+            lease_until_ms: until_ms,
+            base_seq: self.base_seq,
+        });
+        let seq = self.seq + 1;
+        if !record::append(
+            state.store.as_ref(),
+            &state.settings.master_keys,
+            uid,
+            seq,
+            &claim,
+        )
+        .await?
+        {
+            // Someone else holds the upload now (or took it over after our lease ran out).
+            return Err(ApiError::UploadBusy);
+        }
+        self.seq = seq;
+        self.until_ms = until_ms;
+        Ok(())
+    }
+
+    /// Renew once less than half the lease is left.
+    async fn keep(&mut self, state: &AppState, uid: &str) -> Result<(), ApiError> {
+        if now_ms() + self.lease_ms / 2 >= self.until_ms {
+            self.renew(state, uid).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Gives the upload back when a PATCH ends without committing, so the next PATCH need not
+/// wait out the lease: the base state is appended again. Dropped futures (server shutdown)
+/// release from the cleanup runtime.
+struct Release<'a> {
+    state: &'a AppState,
+    uid: String,
+    base: UploadState,
+    armed: bool,
+}
+
+impl Release<'_> {
+    fn entry(&self) -> Entry {
+        Entry::State(Box::new(self.base.clone()))
+    }
+
+    async fn now(mut self, lease: &Lease, orphan: Option<String>) {
+        self.armed = false;
+        let store = self.state.store.as_ref();
+        let ring = &self.state.settings.master_keys;
+        if let Err(e) = record::append(store, ring, &self.uid, lease.seq + 1, &self.entry()).await {
+            tracing::warn!(error = %e, "releasing an upload failed; its lease will run out");
+        }
+        if orphan.is_some() {
+            self.state
+                .parts
+                .abort(&media_path(&self.base.media_id), orphan.as_deref())
+                .await;
+        }
+    }
+}
+
+/// Armed only while a lease is held, with the lease's newest sequence number.
+struct ReleaseOnDrop<'a> {
+    release: Option<Release<'a>>,
+    seq: u64,
+}
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        let Some(r) = self.release.take() else { return };
+        if !r.armed {
+            return;
+        }
+        let store = r.state.store.clone();
+        let ring = r.state.settings.master_keys.clone();
+        let entry = r.entry();
+        let (uid, seq) = (r.uid.clone(), self.seq + 1);
+        r.state.cleanup.spawn(async move {
+            let _ = record::append(store.as_ref(), &ring, &uid, seq, &entry).await;
+        });
+    }
+}
+
+/// `PATCH`: append the body at `req.offset`.
+pub async fn patch<S>(
+    state: &AppState,
+    partner: &Partner,
+    uid: &str,
+    req: PatchRequest,
+    body: S,
+) -> Result<Progress, ApiError>
+where
+    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+{
+    let view = live_view(state, partner, uid).await?;
+    let st = &view.state;
+    if st.completed {
+        // A retried final PATCH whose response was lost: report the result again.
+        return if req.offset == st.length && req.declared_len.unwrap_or(0) == 0 {
+            Ok(Progress::of(uid, st))
+        } else {
+            Err(ApiError::UploadOffsetMismatch {
+                expected: st.length,
+            })
+        };
+    }
+    if now_unix() >= st.expires {
+        return Err(ApiError::UploadExpired);
+    }
+    if req.offset != st.offset {
+        return Err(ApiError::UploadOffsetMismatch {
+            expected: st.offset,
+        });
+    }
+    let remaining = st.length - st.offset;
+    if let Some(d) = req.declared_len
+        && d > remaining
+    {
+        return Err(ApiError::TooLarge {
+            kind: "upload",
+            declared: st.offset + d,
+            limit: st.length,
+        });
+    }
+    if view
+        .claim
+        .as_ref()
+        .is_some_and(|c| c.lease_until_ms > now_ms())
+    {
+        return Err(ApiError::UploadBusy);
+    }
+    // Nothing to add and nothing to finish: no need to take the upload.
+    if req.declared_len == Some(0) && remaining > 0 {
+        return Ok(Progress::of(uid, st));
+    }
+
+    let _in_flight = InFlight::new(&state.metrics);
+    let mut lease = Lease::acquire(state, uid, &view).await?;
+    let mut guard = ReleaseOnDrop {
+        release: Some(Release {
+            state,
+            uid: uid.to_string(),
+            base: st.clone(),
+            armed: true,
+        }),
+        seq: lease.seq,
+    };
+    let mut writer = match Writer::resume(state, uid, st).await {
+        Ok(w) => w,
+        Err(e) => {
+            if let Some(r) = guard.release.take() {
+                r.now(&lease, None).await;
+            }
+            return Err(e);
+        }
+    };
+
+    // Feed the writer; `stop` is why the body ended early (its data up to there is kept).
+    let fed = match req.checksum {
+        None => writer.feed(&mut lease, &mut guard, body, remaining).await,
+        Some(sum) => match spool(state, &mut lease, &mut guard, uid, body, remaining, sum).await {
+            Ok(file) => {
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
+                    .map(|r| r.map_err(|_| BodyError::Aborted));
+                writer.feed(&mut lease, &mut guard, stream, remaining).await
+            }
+            Err(e) => Err(e),
+        },
+    };
+    let stop = match fed {
+        Ok(stop) => stop,
+        Err(e) => {
+            let orphan = writer.abandon().await;
+            if let Some(r) = guard.release.take() {
+                r.now(&lease, orphan).await;
+            }
+            return Err(e);
+        }
+    };
+
+    let done = st.offset + writer.received == st.length;
+    let result = if done && stop.is_none() {
+        writer.finish(&mut lease, st).await
+    } else {
+        writer.commit(&mut lease, st).await
+    };
+    match result {
+        Ok(progress) => {
+            if let Some(mut r) = guard.release.take() {
+                r.armed = false;
+            }
+            match stop {
+                Some(e) => Err(e),
+                None => Ok(progress),
+            }
+        }
+        Err(Failure::Released(e)) => {
+            if let Some(mut r) = guard.release.take() {
+                r.armed = false;
+            }
+            Err(e)
+        }
+        Err(Failure::Keep(e, orphan)) => {
+            if let Some(r) = guard.release.take() {
+                r.now(&lease, orphan).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Read a checksummed PATCH body into a private temp file and verify it before any of it
+/// is sealed. Returns the file rewound to its start.
+async fn spool<S>(
+    state: &AppState,
+    lease: &mut Lease,
+    guard: &mut ReleaseOnDrop<'_>,
+    uid: &str,
+    mut body: S,
+    remaining: u64,
+    expected: [u8; 32],
+) -> Result<tokio::fs::File, ApiError>
+where
+    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+{
+    // Unlinked at once: nothing else can open it, and it vanishes with the handle.
+    let file = tempfile::tempfile().map_err(|e| {
+        tracing::error!(error = %e, "cannot create a spool file");
+        ApiError::StorageUnavailable
+    })?;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut hasher = Sha256::new();
+    let mut received = 0u64;
+    let idle = state.settings.body_idle_timeout;
+    let io = |e: std::io::Error| {
+        tracing::error!(error = %e, "writing the spool file failed");
+        ApiError::StorageUnavailable
+    };
+    while let Some(piece) = next_piece(&mut body, idle).await? {
+        received += piece.len() as u64;
+        if received > remaining {
+            return Err(ApiError::TooLarge {
+                kind: "upload",
+                declared: received,
+                limit: remaining,
+            });
+        }
+        hasher.update(&piece);
+        file.write_all(&piece).await.map_err(io)?;
+        lease.keep(state, uid).await?;
+        guard.seq = lease.seq;
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    if !bool::from(digest.ct_eq(&expected)) {
+        return Err(ApiError::ChecksumMismatch);
+    }
+    file.flush().await.map_err(io)?;
+    use tokio::io::AsyncSeekExt;
+    file.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
+    Ok(file)
+}
+
+/// How committing or finishing failed.
+enum Failure {
+    /// The upload was already given back (or taken over, or discarded).
+    Released(ApiError),
+    /// Still ours: release it, aborting this multipart upload if we started it.
+    Keep(ApiError, Option<String>),
+}
+
+/// The sealing pipeline of one PATCH: resumed state in, parts out.
+struct Writer<'a> {
+    state: &'a AppState,
+    uid: String,
+    target: Path,
+    sealed: BytesMut,
+    sealer: Option<Sealer>,
+    hasher: Sha256,
+    parts: Vec<String>,
+    multipart: Option<String>,
+    /// Whether `multipart` was started by this PATCH (so it is ours to abort on failure).
+    started_multipart: bool,
+    in_flight: JoinSet<(usize, Result<String, StoreError>)>,
+    received: u64,
+}
+
+impl<'a> Writer<'a> {
+    async fn resume(
+        state: &'a AppState,
+        uid: &str,
+        st: &UploadState,
+    ) -> Result<Writer<'a>, ApiError> {
+        let ring = &state.settings.master_keys;
+        let header = STANDARD
+            .decode(&st.header)
+            .map_err(|_| StoreError::Corrupt("upload header"))?;
+        let opened = open_header(ring, &st.media_id, &header).map_err(|_| {
+            // The key that sealed the header left the ring: the upload cannot go on.
+            ApiError::UploadNotFound
+        })?;
+        let hash_state = STANDARD
+            .decode(&st.hash_state)
+            .ok()
+            .and_then(|b| Sha256::deserialize(b.as_slice().try_into().ok()?).ok())
+            .ok_or(StoreError::Corrupt("upload digest state"))?;
+        let part_size = state.settings.storage.part_size;
+        let mut sealed = BytesMut::with_capacity(part_size + (64 << 10) + 64);
+        let mut pending: &[u8] = &[];
+        let tail_plain;
+        if let Some(t) = st.tail {
+            let path = record::tail_path(uid, t.seq);
+            let bytes = state
+                .store
+                .get(&path)
+                .await
+                .map_err(StoreError::from)?
+                .bytes()
+                .await
+                .map_err(StoreError::from)?;
+            tail_plain = record::open(ring, uid, &path, &bytes)?;
+            let split = t.sealed_len as usize;
+            if tail_plain.len() != split + t.plain_len as usize {
+                return Err(StoreError::Corrupt("staged tail length").into());
+            }
+            sealed.extend_from_slice(&tail_plain[..split]);
+            pending = &tail_plain[split..];
+        } else if st.parts.is_empty() && st.sealer_index == 0 {
+            // Nothing written yet: the object starts with its header.
+            sealed.extend_from_slice(&header);
+        }
+        let sealer = Sealer::resume(opened.cipher, st.sealer_index, pending)
+            .ok_or(StoreError::Corrupt("staged plaintext"))?;
+        Ok(Writer {
+            state,
+            uid: uid.to_string(),
+            target: media_path(&st.media_id),
+            sealed,
+            sealer: Some(sealer),
+            hasher: hash_state,
+            parts: st.parts.clone(),
+            multipart: st.multipart.clone(),
+            started_multipart: false,
+            in_flight: JoinSet::new(),
+            received: 0,
+        })
+    }
+
+    /// Seal and store the body until it ends. `Ok(Some(e))`: it ended early with `e`
+    /// (disconnect, stall, too long), and what arrived before is ready to commit.
+    async fn feed<S>(
+        &mut self,
+        lease: &mut Lease,
+        guard: &mut ReleaseOnDrop<'_>,
+        mut body: S,
+        remaining: u64,
+    ) -> Result<Option<ApiError>, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+    {
+        let idle = self.state.settings.body_idle_timeout;
+        let part_size = self.state.settings.storage.part_size;
+        loop {
+            let piece = match next_piece(&mut body, idle).await {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(None),
+                Err(e) => return Ok(Some(e)),
+            };
+            if self.received + piece.len() as u64 > remaining {
+                return Ok(Some(ApiError::TooLarge {
+                    kind: "upload",
+                    declared: self.received + piece.len() as u64,
+                    limit: remaining,
+                }));
+            }
+            self.received += piece.len() as u64;
+            self.hasher.update(&piece);
+            if let Some(s) = self.sealer.as_mut() {
+                s.push(&piece, &mut self.sealed);
+            }
+            while self.sealed.len() >= part_size {
+                lease.keep(self.state, &self.uid).await?;
+                guard.seq = lease.seq;
+                let part = self.sealed.split_to(part_size).freeze();
+                self.put_part(part).await?;
+            }
+        }
+    }
+
+    /// Start writing the next part, waiting while `upload_concurrency` parts are in flight.
+    async fn put_part(&mut self, data: Bytes) -> Result<(), ApiError> {
+        if self.multipart.is_none() {
+            self.multipart = self.state.parts.begin(&self.target).await?;
+            self.started_multipart = self.multipart.is_some();
+        }
+        while self.in_flight.len() >= self.state.settings.storage.upload_concurrency.max(1) {
+            self.join_one().await?;
+        }
+        let idx = self.parts.len();
+        self.parts.push(String::new());
+        let parts = self.state.parts.clone();
+        let (uid, target, mp) = (
+            self.uid.clone(),
+            self.target.clone(),
+            self.multipart.clone(),
+        );
+        self.in_flight.spawn(async move {
+            let r = parts.put(&uid, &target, mp.as_deref(), idx, data).await;
+            (idx, r)
+        });
+        Ok(())
+    }
+
+    async fn join_one(&mut self) -> Result<(), ApiError> {
+        match self.in_flight.join_next().await {
+            None => Ok(()),
+            Some(Ok((idx, Ok(etag)))) => {
+                self.parts[idx] = etag;
+                Ok(())
+            }
+            Some(Ok((_, Err(e)))) => Err(e.into()),
+            Some(Err(_)) => Err(ApiError::Internal),
+        }
+    }
+
+    async fn drain(&mut self) -> Result<(), ApiError> {
+        while !self.in_flight.is_empty() {
+            self.join_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Stop writing; the multipart upload to abort if this PATCH started it.
+    async fn abandon(mut self) -> Option<String> {
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+        self.started_multipart
+            .then(|| self.multipart.take())
+            .flatten()
+    }
+
+    fn orphan(&self) -> Option<String> {
+        self.started_multipart
+            .then(|| self.multipart.clone())
+            .flatten()
+    }
+
+    /// Stage the tail and append the new state: the offset becomes visible only now.
+    async fn commit(mut self, lease: &mut Lease, st: &UploadState) -> Result<Progress, Failure> {
+        if let Err(e) = self.drain().await {
+            return Err(Failure::Keep(e, self.orphan()));
+        }
+        let store = self.state.store.as_ref();
+        let ring = &self.state.settings.master_keys;
+        let seq = lease.seq + 1;
+        let Some(sealer) = self.sealer.as_ref() else {
+            return Err(Failure::Keep(ApiError::Internal, self.orphan()));
+        };
+        let (index, pending) = sealer.position();
+        let mut next = st.clone();
+        next.offset += self.received;
+        next.parts = self.parts.clone();
+        next.multipart = self.multipart.clone();
+        next.sealer_index = index;
+        next.hash_state = STANDARD.encode(self.hasher.serialize());
+        next.tail = None;
+        if !self.sealed.is_empty() || !pending.is_empty() {
+            let path = record::tail_path(&self.uid, seq);
+            let mut plain =
+                zeroize::Zeroizing::new(Vec::with_capacity(self.sealed.len() + pending.len()));
+            plain.extend_from_slice(&self.sealed);
+            plain.extend_from_slice(pending);
+            let staged = record::seal(ring, &self.uid, &path, &plain).map(PutPayload::from);
+            let put = match staged {
+                Ok(payload) => store.put(&path, payload).await.map_err(StoreError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = put {
+                return Err(Failure::Keep(e.into(), self.orphan()));
+            }
+            next.tail = Some(Tail {
+                seq,
+                sealed_len: self.sealed.len() as u64,
+                plain_len: pending.len() as u64,
+            });
+        }
+        match record::append(
+            store,
+            ring,
+            &self.uid,
+            seq,
+            &Entry::State(Box::new(next.clone())),
+        )
+        .await
+        {
+            Ok(true) => {}
+            // Our lease ran out and another PATCH took the upload: this data is not ours to
+            // commit. (Its staged tail is unreferenced; the sweep removes it.)
+            Ok(false) => return Err(Failure::Released(ApiError::UploadBusy)),
+            Err(e) => return Err(Failure::Keep(e.into(), self.orphan())),
+        }
+        lease.seq = seq;
+        if let Some(old) = st.tail {
+            let store = self.state.store.clone();
+            let path = record::tail_path(&self.uid, old.seq);
+            self.state.cleanup.spawn(async move {
+                let _ = store.delete(&path).await;
+            });
+        }
+        Ok(Progress::of(&self.uid, &next))
+    }
+
+    /// The last byte arrived: verify, write the media object, record completion.
+    async fn finish(mut self, lease: &mut Lease, st: &UploadState) -> Result<Progress, Failure> {
+        let state = self.state;
+        if let Err(e) = self.drain().await {
+            return Err(Failure::Keep(e, self.orphan()));
+        }
+        let Some(sealer) = self.sealer.take() else {
+            return Err(Failure::Keep(ApiError::Internal, self.orphan()));
+        };
+        sealer.finish(&mut self.sealed);
+        let digest: [u8; 32] = self.hasher.clone().finalize().into();
+        let declared = hex::decode(&st.sha256).unwrap_or_default();
+        if !bool::from(digest.as_slice().ct_eq(&declared)) {
+            // The whole blob is not what was declared: discard the upload.
+            let tomb = Entry::Terminated { at: now_unix() };
+            let seq = lease.seq + 1;
+            let _ = record::append(
+                state.store.as_ref(),
+                &state.settings.master_keys,
+                &self.uid,
+                seq,
+                &tomb,
+            )
+            .await;
+            state.metrics.uploads_aborted.inc();
+            discard_data(
+                state,
+                &self.uid,
+                &st.media_id,
+                self.multipart.clone(),
+                Some(seq),
+            )
+            .await;
+            return Err(Failure::Released(ApiError::DigestMismatch));
+        }
+
+        let existing = match lookup(state, &st.partner, &st.media_id).await {
+            Ok(e) => e.filter(|h| h.header.meta.expires > now_unix()),
+            Err(e) => return Err(Failure::Keep(e, self.orphan())),
+        };
+        let written = if existing.is_some() {
+            // Same content already stored (forwarded media): keep that one.
+            state
+                .parts
+                .abort(&self.target, self.multipart.as_deref())
+                .await;
+            Ok(())
+        } else if self.parts.is_empty() {
+            let object = self.sealed.split().freeze();
+            if let Some(mp) = self.multipart.take() {
+                state.parts.abort(&self.target, Some(&mp)).await;
+            }
+            put_whole(state, &st.partner, &st.media_id, &self.target, object).await
+        } else {
+            let last = self.sealed.split().freeze();
+            match self.put_part(last).await.and(self.drain().await) {
+                Ok(()) => state
+                    .parts
+                    .complete(
+                        &self.uid,
+                        &self.target,
+                        self.multipart.as_deref(),
+                        &self.parts,
+                    )
+                    .await
+                    .map_err(ApiError::from),
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = written {
+            tracing::warn!(code = e.code(), "completing a resumable upload failed");
+            return Err(Failure::Keep(e, self.orphan()));
+        }
+
+        let mut done = st.clone();
+        done.offset = st.length;
+        done.completed = true;
+        done.parts.clear();
+        done.multipart = None;
+        done.tail = None;
+        let seq = lease.seq + 1;
+        let ring = &state.settings.master_keys;
+        match record::append(
+            state.store.as_ref(),
+            ring,
+            &self.uid,
+            seq,
+            &Entry::State(Box::new(done.clone())),
+        )
+        .await
+        {
+            Ok(true) => lease.seq = seq,
+            // The media exists either way; a replica that took over finds it on completion.
+            Ok(false) | Err(_) => {
+                tracing::warn!("recording a completed upload failed; the media is stored");
+            }
+        }
+        state
+            .metrics
+            .bytes_in
+            .with_label_values(&[st.kind.as_str()])
+            .inc_by(st.length);
+        discard_data(state, &self.uid, &st.media_id, None, None).await;
+        Ok(Progress::of(&self.uid, &done))
+    }
+}
+
+/// Store an object that never needed a part with one conditional put; an existing object
+/// under the id (expired, or sealed under a retired key) is replaced.
+async fn put_whole(
+    state: &AppState,
+    partner: &str,
+    id: &str,
+    path: &Path,
+    object: Bytes,
+) -> Result<(), ApiError> {
+    let put = |mode| {
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        state
+            .store
+            .put_opts(path, PutPayload::from(object.clone()), opts)
+    };
+    match put(PutMode::Create).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            if let Some(head) = lookup(state, partner, id).await?
+                && head.header.meta.expires > now_unix()
+            {
+                return Ok(());
+            }
+            put(PutMode::Overwrite).await.map_err(StoreError::from)?;
+            Ok(())
+        }
+        Err(e) => Err(StoreError::from(e).into()),
+    }
+}
+
+/// How long `HEAD`/`PATCH` responses say the upload stays resumable.
+pub fn expires_at(p: &Progress) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(p.expires)
+}
