@@ -98,6 +98,23 @@ fn patch_request(req: &HttpRequest, offset: u64) -> Result<PatchRequest, ApiErro
     })
 }
 
+/// Run a PATCH as its own task on this worker. actix drops a handler when its client goes
+/// away; the task instead sees the body end and commits what arrived, which is the point of
+/// a resumable upload (a dropped PATCH would otherwise lose everything since its start).
+async fn detached_patch(
+    state: &web::Data<AppState>,
+    partner: crate::auth::Partner,
+    uid: String,
+    patch: PatchRequest,
+    payload: web::Payload,
+) -> Result<Progress, ApiError> {
+    let state = state.clone();
+    let task = actix_web::rt::spawn(async move {
+        uploads::patch(&state, &partner, &uid, patch, body_stream(payload)).await
+    });
+    task.await.map_err(|_| ApiError::Internal)?
+}
+
 /// `OPTIONS /v1/uploads/`: what this server supports (no key needed, as tus clients and
 /// CORS preflights ask before authenticating).
 pub async fn options(state: web::Data<AppState>) -> HttpResponse {
@@ -169,7 +186,7 @@ pub async fn create(
         created.uid
     );
     let progress = if with_body || length == 0 {
-        match uploads::patch(&state, &partner, &created.uid, patch, body_stream(payload)).await {
+        match detached_patch(&state, partner.clone(), created.uid.clone(), patch, payload).await {
             Ok(p) => p,
             // The upload is gone with its body.
             Err(e @ ApiError::DigestMismatch) => return Err(e),
@@ -224,7 +241,7 @@ pub async fn patch(
     let offset =
         number(&req, "upload-offset")?.ok_or(BadRequest::MissingHeader("upload-offset"))?;
     let patch = patch_request(&req, offset)?;
-    let p = uploads::patch(&state, &gw.0, &uid, patch, body_stream(payload)).await?;
+    let p = detached_patch(&state, gw.0, uid.into_inner(), patch, payload).await?;
     Ok(progress_headers(HttpResponse::NoContent(), &p).finish())
 }
 
