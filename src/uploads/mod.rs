@@ -774,9 +774,16 @@ impl<'a> Writer<'a> {
         .await
         {
             Ok(true) => {}
-            // Our lease ran out and another PATCH took the upload: this data is not ours to
-            // commit. (Its staged tail is unreferenced; the sweep removes it.)
-            Ok(false) => return Err(Failure::Released(ApiError::UploadBusy)),
+            // Our lease ran out and another PATCH took the upload, or it was terminated: this
+            // data is not ours to commit. (Its staged tail is unreferenced; the sweep removes
+            // it.) A multipart upload we started is referenced by nobody: abort it.
+            Ok(false) => {
+                let orphan = self.orphan();
+                if orphan.is_some() {
+                    self.state.parts.abort(&self.target, orphan.as_deref()).await;
+                }
+                return Err(Failure::Released(ApiError::UploadBusy));
+            }
             Err(e) => return Err(Failure::Keep(e.into(), self.orphan())),
         }
         lease.seq = seq;
