@@ -1,6 +1,7 @@
 //! The service in-process over object stores that fail on purpose: a store failing
 //! mid-upload gives the client 503 + Retry-After, leaves no object, and aborts the multipart
-//! upload; a client that disconnects mid-upload gets its multipart upload aborted too.
+//! upload; a client that disconnects mid-upload gets its multipart upload aborted too; a
+//! resumable upload whose part write fails keeps its last durable offset and resumes.
 
 use std::fmt;
 use std::net::TcpListener;
@@ -28,6 +29,8 @@ struct Faults {
     /// Fail every part after this many succeeded (0 = never).
     fail_parts_after: AtomicUsize,
     fail_puts: AtomicBool,
+    /// Fail writes of resumable-upload parts (objects under `uploads/<uid>/parts/`).
+    fail_upload_parts: AtomicBool,
     parts_ok: AtomicUsize,
     aborts: AtomicUsize,
     completes: AtomicUsize,
@@ -60,7 +63,10 @@ impl ObjectStore for FlakyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        if self.faults.fail_puts.load(Ordering::SeqCst) {
+        if self.faults.fail_puts.load(Ordering::SeqCst)
+            || (self.faults.fail_upload_parts.load(Ordering::SeqCst)
+                && location.as_ref().contains("/parts/"))
+        {
             return Err(injected());
         }
         self.inner.put_opts(location, payload, opts).await
@@ -330,5 +336,73 @@ async fn client_disconnect_mid_upload_aborts_multipart() {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failing_mid_resumable_patch_keeps_the_offset() {
+    use base64::Engine;
+    let r = start().await;
+    let c = reqwest::Client::new();
+    let body: Vec<u8> = (0..(12 << 20) + 17).map(|i| (i % 251) as u8).collect();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let sha = hex::encode(Sha256::digest(&body));
+    let created = c
+        .post(format!("http://{}/v1/uploads/", r.addr))
+        .bearer_auth(&r.key)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", body.len().to_string())
+        .header(
+            "upload-metadata",
+            format!(
+                "kind {},format {},sha256 {}",
+                b64("video"),
+                b64("opaque"),
+                b64(&sha)
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let url = format!(
+        "http://{}{}",
+        r.addr,
+        created.headers()["location"].to_str().unwrap()
+    );
+    let patch = |offset: usize| {
+        c.patch(&url)
+            .bearer_auth(&r.key)
+            .header("tus-resumable", "1.0.0")
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", offset.to_string())
+            .body(body[offset..].to_vec())
+            .send()
+    };
+    let offset = || async {
+        let h = c
+            .head(&url)
+            .bearer_auth(&r.key)
+            .header("tus-resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(h.status(), 200);
+        h.headers()["upload-offset"].to_str().unwrap().to_string()
+    };
+
+    r.faults.fail_upload_parts.store(true, Ordering::SeqCst);
+    assert_503(patch(0).await.unwrap()).await;
+    assert_eq!(offset().await, "0", "a failed PATCH moved the offset");
+    assert_eq!(r.stored_media().await, 0, "nothing visible");
+
+    // The store recovers: the upload was given back (no 409 waiting for a lease) and
+    // completes byte-exact.
+    r.faults.fail_upload_parts.store(false, Ordering::SeqCst);
+    let done = patch(0).await.unwrap();
+    assert_eq!(done.status(), 204);
+    assert!(done.headers().contains_key("media-id"));
+    assert_eq!(offset().await, body.len().to_string());
+    assert_eq!(r.stored_media().await, 1);
     r.stop().await;
 }

@@ -294,6 +294,34 @@ mod tests {
         }
     }
 
+    /// A stream sealed in two sittings (a resumable upload picked up elsewhere) is byte for
+    /// byte the stream sealed in one.
+    #[test]
+    fn resumed_sealer_continues_the_same_stream() {
+        let cipher = ChunkCipher::new(&[4; 32]);
+        let plain: Vec<u8> = (0..3 * CHUNK_SIZE + 99).map(|i| (i % 241) as u8).collect();
+        let whole = seal_all(&plain, &cipher, 5000);
+        for cut in [
+            0,
+            1,
+            CHUNK_SIZE - 1,
+            CHUNK_SIZE,
+            CHUNK_SIZE + 1,
+            2 * CHUNK_SIZE,
+            plain.len(),
+        ] {
+            let mut first = Sealer::new(cipher.clone());
+            let mut out = BytesMut::new();
+            first.push(&plain[..cut], &mut out);
+            let (index, pending) = first.position();
+            let mut second = Sealer::resume(cipher.clone(), index, pending).unwrap();
+            second.push(&plain[cut..], &mut out);
+            second.finish(&mut out);
+            assert_eq!(out.to_vec(), whole, "cut at {cut}");
+        }
+        assert!(Sealer::resume(cipher, 0, &[0; CHUNK_SIZE + 1]).is_none());
+    }
+
     #[test]
     fn truncation_reorder_and_tamper_fail() {
         let cipher = ChunkCipher::new(&[5; 32]);

@@ -109,10 +109,18 @@ async fn detached_patch(
     payload: web::Payload,
 ) -> Result<Progress, ApiError> {
     let state = state.clone();
+    let metrics = state.metrics.clone();
     let task = actix_web::rt::spawn(async move {
         uploads::patch(&state, &partner, &uid, patch, body_stream(payload)).await
     });
-    task.await.map_err(|_| ApiError::Internal)?
+    let result = task.await.map_err(|_| ApiError::Internal)?;
+    if let Err(e) = &result {
+        metrics
+            .uploads_rejected
+            .with_label_values(&[e.code()])
+            .inc();
+    }
+    result
 }
 
 /// `OPTIONS /v1/uploads/`: what this server supports (no key needed, as tus clients and

@@ -780,7 +780,10 @@ impl<'a> Writer<'a> {
             Ok(false) => {
                 let orphan = self.orphan();
                 if orphan.is_some() {
-                    self.state.parts.abort(&self.target, orphan.as_deref()).await;
+                    self.state
+                        .parts
+                        .abort(&self.target, orphan.as_deref())
+                        .await;
                 }
                 return Err(Failure::Released(ApiError::UploadBusy));
             }

@@ -86,7 +86,7 @@ mod tests {
         assert!(parse_metadata("a x y").is_err());
         assert!(parse_metadata("a !!!").is_err());
         assert!(parse_metadata("a YQ==,a YQ==").is_err());
-        assert!(parse_metadata(" YQ==").is_err());
+        assert!(parse_metadata(",a YQ==").is_err());
         assert!(parse_metadata(&"a".repeat(5000)).is_err());
     }
 
