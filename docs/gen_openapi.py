@@ -14,12 +14,14 @@ import sys
 CODES = [
     ("unauthenticated", 401, "Missing, malformed or unknown partner API key (`WWW-Authenticate: Bearer`)."),
     ("forbidden", 403, "The API key lacks the scope this operation needs (`upload`, `token`, `delete`, `seal`)."),
-    ("unknown-kind", 400, "`X-Media-Kind` is not one of image, sticker, voice, audio, video, document."),
-    ("unknown-format", 400, "`X-Media-Format` is not one of whatsapp, signal, opaque."),
-    ("malformed-digest", 400, "`X-Media-Sha256` is not a SHA-256 digest as 64 hex digits or base64 (including values that are not ASCII)."),
-    ("missing-header", 400, "A required header is missing (`X-Media-Kind` and `X-Media-Format` also when not visible ASCII)."),
+    ("unknown-kind", 400, "`X-Media-Kind` (tus: the `kind` of `Upload-Metadata`) is not one of image, sticker, voice, audio, video, document."),
+    ("unknown-format", 400, "`X-Media-Format` (tus: the `format` of `Upload-Metadata`) is not one of whatsapp, signal, opaque."),
+    ("malformed-digest", 400, "`X-Media-Sha256` (tus: the `sha256` of `Upload-Metadata`) is not a SHA-256 digest as 64 hex digits or base64 (including values that are not ASCII)."),
+    ("missing-header", 400, "A required header is missing (`X-Media-Kind` and `X-Media-Format` also when not visible ASCII; tus: `Upload-Length`, `Upload-Offset`)."),
     ("malformed-json", 400, "The JSON body is not valid JSON, not `application/json`, has unknown fields or wrong types."),
-    ("invalid-field", 400, "A field, header or query parameter has a value outside its allowed range (`audience`, `ttl_s`, `content-length`, `seal`), or the query string is malformed (`query`)."),
+    ("invalid-field", 400, "A field, header or query parameter has a value outside its allowed range (`audience`, `ttl_s`, `content-length`, `seal`; tus: `upload-length`, `upload-offset`, `upload-metadata`, `upload-checksum`, and `upload-defer-length`, which is not supported), or the query string is malformed (`query`)."),
+    ("malformed-metadata", 400, "tus `Upload-Metadata` is not comma-separated `key base64value` pairs with unique keys, is longer than 4096 bytes, or lacks `kind`, `format` or `sha256` (as UTF-8)."),
+    ("checksum-algorithm-unsupported", 400, "tus `Upload-Checksum` names an algorithm other than `sha256`."),
     ("media-not-found", 404, "No such media for this caller (another partner's media is indistinguishable from none), or the media a token names was deleted or replaced."),
     ("not-found", 404, "No such route: the path is not one of this API's."),
     ("method-not-allowed", 405, "The path exists but does not serve this method; `Allow` lists the methods it does serve."),
@@ -28,24 +30,33 @@ CODES = [
     ("token-invalid", 401, "The download token is malformed, tampered with, or not yet valid."),
     ("token-expired", 401, "The download token has expired (after the configured clock-skew allowance)."),
     ("token-unknown-key", 401, "The download token was signed with a key id this service does not (or no longer) know."),
-    ("too-large", 413, "The declared (or, for chunked bodies, received) length exceeds the media kind's limit, or a JSON body exceeds 4096 bytes."),
+    ("too-large", 413, "The declared (or, for chunked bodies, received) length exceeds the media kind's limit, or a JSON body exceeds 4096 bytes; tus: `Upload-Length` exceeds the kind's limit, or a `PATCH` body goes past `Upload-Length`."),
     ("length-mismatch", 400, "The body is longer or shorter than `Content-Length`."),
-    ("digest-mismatch", 422, "The SHA-256 of the received bytes differs from `X-Media-Sha256`; nothing was stored."),
-    ("format-invalid", 422, "The blob's length cannot be a blob of the declared `X-Media-Format`; nothing was stored."),
+    ("digest-mismatch", 422, "The SHA-256 of the received bytes differs from `X-Media-Sha256` (tus: from the `sha256` of `Upload-Metadata`, checked when the last byte arrives; the upload is discarded); nothing was stored."),
+    ("format-invalid", 422, "The blob's length (tus: `Upload-Length`) cannot be a blob of the declared `X-Media-Format`; nothing was stored."),
     ("range-not-satisfiable", 416, "The `Range` selects no byte of the blob (`Content-Range: bytes */<size>`)."),
     ("body-timeout", 408, "The request body sent nothing for longer than `server.body_idle_timeout_s`."),
     ("body-aborted", 400, "The request body could not be read (client went away, malformed chunked encoding)."),
+    ("upload-not-found", 404, "No such tus upload for this caller: never created, terminated, discarded after `digest-mismatch`, swept, another partner's (indistinguishable from none), sealed under a retired key, or an id that is not 32 lower-case hex digits."),
+    ("upload-expired", 410, "The unfinished tus upload is past its `Upload-Expires`."),
+    ("upload-offset-mismatch", 409, "tus `Upload-Offset` differs from the upload's offset (the detail names it; `HEAD` reports it), or the upload is already complete."),
+    ("upload-busy", 409, "Another tus request (on any replica) holds the upload; retry after a `HEAD`. A replica that died mid-`PATCH` holds it for at most `uploads.lease_s`."),
+    ("checksum-mismatch", 460, "The SHA-256 of the `PATCH` body differs from `Upload-Checksum`; nothing of that body was kept (tus's own status 460)."),
+    ("tus-version-unsupported", 412, "`Tus-Resumable` is missing or not `1.0.0` (`Tus-Version: 1.0.0` says what is spoken)."),
+    ("unsupported-content-type", 415, "A tus `PATCH` (or a `POST` creation with a body) is not `application/offset+octet-stream`."),
     ("storage-unavailable", 503, "The object store failed or timed out; retry after `Retry-After` seconds."),
-    ("shutting-down", 503, "This replica is draining after SIGTERM (uploads only); retry (another replica) after `Retry-After` seconds."),
+    ("shutting-down", 503, "This replica is draining after SIGTERM (uploads only, tus `POST` and `PATCH` included); retry (another replica) after `Retry-After` seconds."),
     ("internal", 500, "Unexpected failure (e.g. a stored object failed to decrypt). No detail is given."),
 ]
 STATUS = {c: s for c, s, _ in CODES}
 
 REASON = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 410: "Gone", 413: "Payload Too Large",
-    416: "Range Not Satisfiable", 422: "Unprocessable Entity", 500: "Internal Server Error",
-    501: "Not Implemented", 503: "Service Unavailable",
+    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 410: "Gone",
+    412: "Precondition Failed", 413: "Payload Too Large", 415: "Unsupported Media Type",
+    416: "Range Not Satisfiable", 422: "Unprocessable Entity",
+    460: "Checksum Mismatch",  # tus's own status; `title` is this, the status line has no reason
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
 }
 
 DETAIL = {
@@ -62,6 +73,15 @@ DETAIL = {
     "too-large": "99999999 bytes exceed the image limit of 5767168 bytes",
     "digest-mismatch": "the SHA-256 of the received bytes does not match X-Media-Sha256",
     "range-not-satisfiable": "the requested range cannot be satisfied",
+    "malformed-metadata": "Upload-Metadata needs `sha256`",
+    "checksum-algorithm-unsupported": "Upload-Checksum supports only sha256",
+    "upload-not-found": "no such upload",
+    "upload-expired": "the upload has expired",
+    "upload-offset-mismatch": "Upload-Offset does not match the upload's offset of 5242880",
+    "upload-busy": "another request is writing to this upload; retry after a HEAD",
+    "checksum-mismatch": "the body does not match Upload-Checksum; nothing of it was kept",
+    "tus-version-unsupported": "this server speaks tus 1.0.0; send Tus-Resumable: 1.0.0",
+    "unsupported-content-type": "the body must be application/offset+octet-stream",
 }
 
 
@@ -157,10 +177,18 @@ TOKEN = {
 DOWNLOAD_HEADERS_COMMON = ["ETag", "Cache-Control", "X-Content-Type-Options", "Accept-Ranges"]
 
 
+# components.headers that are variants of one header: component name -> header name.
+HEADER_NAME = {
+    "Location-Upload": "Location",
+    "Cache-Control-No-Store": "Cache-Control",
+}
+
+
 def hdrs(*names):
+    """X-Request-Id plus `names` (components.headers), keyed by the header they describe."""
     d = {"X-Request-Id": ref("headers", "X-Request-Id")}
     for n in names:
-        d[n] = ref("headers", n)
+        d[HEADER_NAME.get(n, n)] = ref("headers", n)
     return d
 
 
@@ -230,12 +258,17 @@ def download_op(method):
     }
     if head:
         # HEAD answers carry no body, problem or not: the same statuses and headers as GET.
-        for code, r in op["responses"].items():
-            if code.startswith(("4", "5")):
-                r.pop("content", None)
-                r["description"] += " HEAD answers carry no body."
-                r["headers"]["Content-Type"] = ref("headers", "Content-Type-Problem")
+        no_problem_bodies(op["responses"])
     return op
+
+
+def no_problem_bodies(responses):
+    """HEAD: problem answers keep status, code list and headers, but carry no body."""
+    for code, r in responses.items():
+        if code.startswith(("4", "5")):
+            r.pop("content", None)
+            r["description"] += " HEAD answers carry no body."
+            r["headers"]["Content-Type"] = ref("headers", "Content-Type-Problem")
 
 
 def text_ok(desc, example_text, ctype="text/plain"):
@@ -280,6 +313,351 @@ value other than `whatsapp` or `signal` answers 400 `invalid-field` and a valid 
 `not-implemented`. All of this happens before the draining check, the headers or the body are
 looked at.
 """
+
+
+# ---------------------------------------------------------------- tus 1.0 (/v1/uploads/)
+
+UPLOAD_ID = {
+    "name": "uid",
+    "in": "path",
+    "required": True,
+    "description": "Upload id: 32 lower-case hex digits, the last segment of the creation's "
+                   "`Location`. Anything else answers 404 `upload-not-found` (after the key, "
+                   "`Tus-Resumable` and scope checks).",
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "example": "2fd1e3c8b176f2b4ffacfadae25fe2f2",
+}
+
+TUS_SECURITY = [{"partnerKey": ["upload"]}]
+TUS_R401 = ("The API key is missing or unknown (checked before `Tus-Resumable`).",
+            ["unauthenticated"], ["WWW-Authenticate"])
+TUS_R403 = ("The API key lacks scope `upload`.", ["forbidden"])
+TUS_R404 = ("No such upload for this partner: unknown or malformed id, terminated, discarded "
+            "after `digest-mismatch`, swept, or another partner's.", ["upload-not-found"])
+TUS_R412 = ("`Tus-Resumable` is missing or not `1.0.0`. `Tus-Version` names the version spoken.",
+            ["tus-version-unsupported"], ["Tus-Version"])
+TUS_R503 = ("The object store is unavailable; retry later.", ["storage-unavailable"], ["Retry-After"])
+TUS_R503_DRAINING = ("The object store is unavailable, or this replica is shutting down; retry "
+                     "later (any replica can continue the upload).",
+                     ["storage-unavailable", "shutting-down"], ["Retry-After"])
+
+
+def tus_errors(*entries):
+    """Problem answers of a tus operation: every one carries `Tus-Resumable`."""
+    out = errors(*entries)
+    for r in out.values():
+        r["headers"]["Tus-Resumable"] = ref("headers", "Tus-Resumable")
+    return out
+
+
+def tus_hdrs(*names):
+    return hdrs("Tus-Resumable", *names)
+
+
+OFFSET_BODY = {
+    "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}
+
+TUS_CREATE_DESC = """\
+tus **creation** and **creation-with-upload**. Declares the whole blob up front, as the headers of
+`POST /v1/media` would: `Upload-Length` is its length, and `Upload-Metadata` carries `kind`,
+`format` and `sha256` (each base64-encoded, as tus encodes metadata values; the decoded values
+are those `X-Media-Kind`, `X-Media-Format` and `X-Media-Sha256` take). Other metadata keys (e.g.
+tus-js-client's `filename`) are allowed, kept and echoed by `HEAD`, never interpreted.
+
+Checked in this order, before anything is stored: the API key (401), `Tus-Resumable` (412),
+scope `upload` (403), not draining (503 `shutting-down`), `Upload-Length` (400; deferred length
+is not supported), `Upload-Metadata` (400), a body's `Content-Type` (415), `Upload-Checksum`
+(400), then the length against the kind's limit (413 `too-large`) and the format's length rule
+(422 `format-invalid`), exactly as for a single upload.
+
+The answer is **201** with `Location: {server.public_url}/v1/uploads/{uid}` (a relative
+reference when `server.public_url` is empty), `Upload-Offset` and `Upload-Expires`.
+
+**Creation-with-upload:** a body (`Content-Type: application/offset+octet-stream`, optional
+`Upload-Checksum` over it) is taken as a first `PATCH` at offset 0. If it does not arrive whole
+(cut short, stalled, longer than `Upload-Length`, failing its checksum, or the store failing),
+the upload still exists: the answer is 201 and `Upload-Offset` says how much of it was kept.
+Only a whole blob whose SHA-256 differs from `sha256` is refused (422 `digest-mismatch`; the
+upload is discarded). With `Upload-Length: 0` (and `sha256` of the empty blob) the upload is
+complete at creation.
+
+When the upload is complete the answer carries `Media-Id`: the media, as `POST /v1/media` would
+have stored it (same id, so an identical blob already stored and retained is reused, not stored
+again).
+"""
+
+TUS_PATCH_DESC = """\
+tus core `PATCH` (with the **checksum** extension): appends the body at `Upload-Offset`, which
+must equal the upload's offset (`HEAD`). The answer is **204** with the new `Upload-Offset`;
+the offset a `HEAD` reports is never ahead of what is durably stored.
+
+Checked in this order: the API key (401), `Tus-Resumable` (412), scope `upload` (403), not
+draining (503 `shutting-down`), `Content-Type` (415), `Upload-Offset` (400), `Upload-Checksum`
+(400), the upload (404, 410), the offset (409 `upload-offset-mismatch`), a `Content-Length`
+beyond `Upload-Length` (413), another request holding the upload (409 `upload-busy`).
+
+- **Interrupted bodies are kept:** when the client goes away, the body stalls longer than
+  `server.body_idle_timeout_s` (408) or runs past `Upload-Length` (413), the bytes received
+  before are committed. After any error, `HEAD` and resume from the offset it reports.
+- **`Upload-Checksum: sha256 <base64>`** covers this request's body: the body is spooled and
+  checked before any of it is stored; a mismatch answers 460 `checksum-mismatch` and keeps
+  nothing (neither does an interrupted checksummed body).
+- **One writer at a time:** a `PATCH` holds the upload (for every replica) while it runs;
+  another `PATCH` meanwhile answers 409 `upload-busy`. Of `PATCH`es racing on the same offset
+  (on one replica or several) exactly one wins. A `DELETE` does not wait for a running `PATCH`.
+- **Completion:** the `PATCH` that brings the offset to `Upload-Length` verifies the SHA-256 of
+  the whole blob against `sha256`. On a match the media is stored and the answer carries
+  `Media-Id`; on a mismatch the answer is 422 `digest-mismatch`, the upload is discarded (404
+  from then on) and nothing becomes visible. A repeated final `PATCH` (`Upload-Offset` equal to
+  `Upload-Length`, empty body; e.g. after a lost answer) answers 204 with the same `Media-Id`;
+  any other `PATCH` to a complete upload answers 409 `upload-offset-mismatch`.
+- A `PATCH` with an empty body before completion changes nothing (204).
+"""
+
+
+def tus_paths():
+    coll = {
+        "options": {
+            "tags": ["tus"],
+            "operationId": "tusOptions",
+            "summary": "What this tus server supports",
+            "description": "tus discovery. Needs no API key and no `Tus-Resumable` (tus clients "
+                           "ask before authenticating). Also served at `/v1/uploads` (no slash).",
+            "security": [],
+            "parameters": [ref("parameters", "X-Request-Id")],
+            "responses": {
+                "204": {
+                    "description": "The protocol version, extensions, largest upload and checksum "
+                                   "algorithms.",
+                    "headers": tus_hdrs("Tus-Version", "Tus-Extension", "Tus-Max-Size",
+                                        "Tus-Checksum-Algorithm"),
+                },
+            },
+        },
+        "post": {
+            "tags": ["tus"],
+            "operationId": "tusCreate",
+            "summary": "Create a resumable upload (optionally with its first bytes)",
+            "description": TUS_CREATE_DESC,
+            "security": TUS_SECURITY,
+            "parameters": [
+                ref("parameters", "Tus-Resumable"),
+                {
+                    "name": "Upload-Length",
+                    "in": "header",
+                    "required": True,
+                    "description": "Length of the whole blob in bytes. Missing: 400 `missing-header`; "
+                                   "not a number: 400 `invalid-field`; `Upload-Defer-Length` "
+                                   "instead: 400 `invalid-field` (not supported); above the kind's "
+                                   "limit: 413; impossible for the format: 422 `format-invalid`.",
+                    "schema": {"type": "integer", "format": "int64", "minimum": 0},
+                    "example": 5242883,
+                },
+                {
+                    "name": "Upload-Metadata",
+                    "in": "header",
+                    "required": True,
+                    "description": "Comma-separated `key base64value` pairs (at most 4096 bytes, unique "
+                                   "keys of printable ASCII without spaces or commas). Required keys: "
+                                   "`kind` (a `MediaKind`), `format` (a `MediaFormat`) and `sha256` "
+                                   "(the blob's SHA-256 as 64 hex digits or base64, as for "
+                                   "`X-Media-Sha256`), each value base64-encoded. Malformed or "
+                                   "lacking a key: 400 `malformed-metadata`; a bad value: 400 "
+                                   "`unknown-kind`, `unknown-format` or `malformed-digest`. Echoed "
+                                   "as sent by `HEAD`.",
+                    "schema": {"type": "string", "maxLength": 4096},
+                    "example": "kind dmlkZW8=,format b3BhcXVl,sha256 "
+                               "YzAzMTA0MjBmZjA5NjFhYzZjMDViOWVkMTMyNThmYjA0Y2VkNDEyZTI2ZTNmNGRjOTkwMzU4MzNiZWFjMDQwYQ==,"
+                               "filename Y2xpcC5tcDQuZW5j",
+                },
+                ref("parameters", "Upload-Checksum"),
+                {
+                    "name": "Content-Length",
+                    "in": "header",
+                    "required": False,
+                    "description": "Length of the optional body (creation-with-upload). Absent or 0 "
+                                   "without `Transfer-Encoding`: no body, plain creation.",
+                    "schema": {"type": "integer", "format": "int64", "minimum": 0},
+                },
+                ref("parameters", "X-Request-Id"),
+            ],
+            "requestBody": {
+                "required": False,
+                "description": "Creation-with-upload: the first bytes of the blob (all of it, or "
+                               "a prefix). Any other `Content-Type` answers 415.",
+                "content": OFFSET_BODY,
+            },
+            "responses": {
+                "201": {
+                    "description": "Created. `Upload-Offset` is how much of a creation-with-upload "
+                                   "body was kept (0 without a body); `Media-Id` is present when "
+                                   "the upload is already complete.",
+                    "headers": tus_hdrs("Location-Upload", "Upload-Offset", "Upload-Expires",
+                                        "Cache-Control-No-Store", "Media-Id"),
+                },
+                **tus_errors(
+                    ("A header is missing or malformed: `Upload-Length` (`missing-header`, or "
+                     "`invalid-field`; also for `Upload-Defer-Length`), `Upload-Metadata` "
+                     "(`malformed-metadata`, `unknown-kind`, `unknown-format`, `malformed-digest`, "
+                     "or `invalid-field` when not visible ASCII), `Upload-Checksum` "
+                     "(`checksum-algorithm-unsupported`, or `invalid-field`), `Content-Length` "
+                     "(`invalid-field`).",
+                     ["missing-header", "invalid-field", "malformed-metadata", "unknown-kind",
+                      "unknown-format", "malformed-digest", "checksum-algorithm-unsupported"],
+                     ["Connection"], None, "missing header upload-length"),
+                    TUS_R401,
+                    TUS_R403,
+                    TUS_R412,
+                    ("`Upload-Length` exceeds the kind's limit.", ["too-large"]),
+                    ("A body was sent with a `Content-Type` other than "
+                     "`application/offset+octet-stream`.", ["unsupported-content-type"], ["Connection"]),
+                    ("`Upload-Length` is impossible for the format (`format-invalid`), or a "
+                     "creation-with-upload body was the whole blob and its SHA-256 differs from "
+                     "`sha256` (`digest-mismatch`; the upload is discarded). Nothing was stored.",
+                     ["format-invalid", "digest-mismatch"]),
+                    R500,
+                    TUS_R503_DRAINING,
+                ),
+            },
+        },
+    }
+    head_responses = {
+        "200": {
+            "description": "The upload's durable offset. `Upload-Metadata` is present when it "
+                           "was sent at creation; `Media-Id` once the upload is complete (then "
+                           "`Upload-Offset` equals `Upload-Length`).",
+            "headers": tus_hdrs("Upload-Offset", "Upload-Length", "Upload-Metadata",
+                                "Upload-Expires", "Cache-Control-No-Store", "Media-Id"),
+        },
+        **tus_errors(
+            TUS_R401,
+            TUS_R403,
+            TUS_R404,
+            ("The unfinished upload is past `Upload-Expires`.", ["upload-expired"]),
+            TUS_R412,
+            R500,
+            TUS_R503,
+        ),
+    }
+    no_problem_bodies(head_responses)
+    item = {
+        "parameters": [UPLOAD_ID],
+        "head": {
+            "tags": ["tus"],
+            "operationId": "tusHead",
+            "summary": "Where an upload stands",
+            "description": "tus core `HEAD`: the offset to resume from, never ahead of durable "
+                           "data (any replica answers the same). A complete upload answers with "
+                           "its `Media-Id` (until it is swept after `Upload-Expires`); an "
+                           "unfinished one past `Upload-Expires` answers 410. No answer is "
+                           "cacheable (`Cache-Control: no-store`).",
+            "security": TUS_SECURITY,
+            "parameters": [ref("parameters", "Tus-Resumable"), ref("parameters", "X-Request-Id")],
+            "responses": head_responses,
+        },
+        "patch": {
+            "tags": ["tus"],
+            "operationId": "tusPatch",
+            "summary": "Append bytes at the upload's offset",
+            "description": TUS_PATCH_DESC,
+            "security": TUS_SECURITY,
+            "parameters": [
+                ref("parameters", "Tus-Resumable"),
+                {
+                    "name": "Upload-Offset",
+                    "in": "header",
+                    "required": True,
+                    "description": "Where this body starts; must equal the upload's offset. "
+                                   "Missing: 400 `missing-header`; not a number: 400 "
+                                   "`invalid-field`; another offset: 409 `upload-offset-mismatch`.",
+                    "schema": {"type": "integer", "format": "int64", "minimum": 0},
+                },
+                ref("parameters", "Upload-Checksum"),
+                {
+                    "name": "Content-Length",
+                    "in": "header",
+                    "required": False,
+                    "description": "Length of this body; more than the rest of `Upload-Length` "
+                                   "answers 413 before the body is read. Without it, use "
+                                   "`Transfer-Encoding: chunked`.",
+                    "schema": {"type": "integer", "format": "int64", "minimum": 0},
+                },
+                ref("parameters", "X-Request-Id"),
+            ],
+            "requestBody": {
+                "required": True,
+                "description": "The next bytes of the blob (any amount up to the rest of "
+                               "`Upload-Length`). Any other `Content-Type` answers 415.",
+                "content": OFFSET_BODY,
+            },
+            "responses": {
+                "204": {
+                    "description": "Stored. `Upload-Offset` is the new offset; `Media-Id` is present "
+                                   "when the upload is complete.",
+                    "headers": tus_hdrs("Upload-Offset", "Upload-Expires", "Cache-Control-No-Store",
+                                        "Media-Id"),
+                },
+                **tus_errors(
+                    ("A header is missing or malformed (`Upload-Offset`: `missing-header` or "
+                     "`invalid-field`; `Upload-Checksum`: `checksum-algorithm-unsupported` or "
+                     "`invalid-field`; `Content-Length`: `invalid-field`), or the body could not "
+                     "be read (`body-aborted`; what arrived before is kept).",
+                     ["missing-header", "invalid-field", "checksum-algorithm-unsupported",
+                      "body-aborted"],
+                     ["Connection"], None, "missing header upload-offset"),
+                    TUS_R401,
+                    TUS_R403,
+                    TUS_R404,
+                    ("The body stalled longer than the idle timeout; what arrived before is kept "
+                     "(none of it with `Upload-Checksum`).", ["body-timeout"], ["Connection"]),
+                    ("`Upload-Offset` is not the upload's offset (or the upload is complete), or "
+                     "another request holds the upload. `HEAD`, then resume.",
+                     ["upload-offset-mismatch", "upload-busy"]),
+                    ("The unfinished upload is past `Upload-Expires`.", ["upload-expired"]),
+                    TUS_R412,
+                    ("The body goes past `Upload-Length`: refused before reading when "
+                     "`Content-Length` says so, else once it does (what arrived before is kept, "
+                     "unless `Upload-Checksum` was sent).", ["too-large"], None, None,
+                     "20 bytes exceed the upload limit of 11 bytes"),
+                    ("`Content-Type` is not `application/offset+octet-stream`.",
+                     ["unsupported-content-type"], ["Connection"]),
+                    ("The whole blob's SHA-256 differs from `sha256`: the upload is discarded "
+                     "(404 from then on) and nothing was stored.", ["digest-mismatch"]),
+                    ("The body does not match `Upload-Checksum`; nothing of it was kept "
+                     "(tus status 460, no reason phrase on the status line).", ["checksum-mismatch"]),
+                    R500,
+                    TUS_R503_DRAINING,
+                ),
+            },
+        },
+        "delete": {
+            "tags": ["tus"],
+            "operationId": "tusTerminate",
+            "summary": "Terminate an upload",
+            "description": "tus **termination**: the upload is gone at once (404 from then on, on "
+                           "every replica; a `PATCH` still running cannot commit) and its stored "
+                           "parts are removed. Also allowed for expired uploads. Terminating a "
+                           "complete upload forgets the upload, not the media: use "
+                           "`DELETE /v1/media/{id}` for that.",
+            "security": TUS_SECURITY,
+            "parameters": [ref("parameters", "Tus-Resumable"), ref("parameters", "X-Request-Id")],
+            "responses": {
+                "204": {"description": "Terminated.", "headers": tus_hdrs()},
+                **tus_errors(
+                    TUS_R401,
+                    TUS_R403,
+                    TUS_R404,
+                    ("`PATCH`es kept changing the upload while it was being terminated; retry.",
+                     ["upload-busy"]),
+                    TUS_R412,
+                    R500,
+                    TUS_R503,
+                ),
+            },
+        },
+    }
+    return {"/v1/uploads/": coll, "/v1/uploads/{uid}": item}
 
 
 def router_responses():
@@ -484,6 +862,7 @@ def build():
     }
     # Path-level parameters are redundant here (the token is per operation); drop the empty list.
     del paths["/v1/download/{token}"]["parameters"]
+    paths.update(tus_paths())
 
     paths["/healthz"] = {
         "get": {
@@ -679,7 +1058,8 @@ def build():
         "Connection": {
             "description": "`close` when part of the request body was left unread "
                            "(`length-mismatch`, `body-aborted`, `body-timeout`, `too-large` before the "
-                           "body, oversized JSON).",
+                           "body, oversized JSON; on `/v1/uploads`, any error answered before a "
+                           "body was read, e.g. `unsupported-content-type`).",
             "schema": {"type": "string", "example": "close"},
         },
         "ETag": {
@@ -706,6 +1086,46 @@ def build():
                           "schema": {"type": "string", "pattern": "^bytes [0-9]+-[0-9]+/[0-9]+$"}},
         "Content-Range-Unsatisfied": {"description": "`bytes */{size}`: the blob's length.",
                                       "schema": {"type": "string", "pattern": "^bytes \\*/[0-9]+$"}},
+        "Tus-Resumable": {"description": "Always `1.0.0`: on every answer under `/v1/uploads`, "
+                                         "problems and 405 included.",
+                          "schema": {"type": "string", "const": "1.0.0"}},
+        "Tus-Version": {"description": "The tus versions spoken: `1.0.0` only (also on 412 "
+                                       "`tus-version-unsupported`).",
+                        "schema": {"type": "string", "const": "1.0.0"}},
+        "Tus-Extension": {"description": "The tus extensions supported. Not supported: "
+                                         "`creation-defer-length`, `concatenation`.",
+                          "schema": {"type": "string",
+                                     "const": "creation,creation-with-upload,expiration,checksum,termination"}},
+        "Tus-Max-Size": {"description": "The largest `Upload-Length` of any kind (the largest "
+                                        "`limits.sealed.*`, 2362232012 by default); each kind's own "
+                                        "limit applies at creation (413).",
+                         "schema": {"type": "integer", "format": "int64", "minimum": 0},
+                         "example": 2362232012},
+        "Tus-Checksum-Algorithm": {"description": "`Upload-Checksum` algorithms: `sha256` only.",
+                                   "schema": {"type": "string", "const": "sha256"}},
+        "Upload-Offset": {"description": "Bytes of the blob durably received so far (equal to "
+                                         "`Upload-Length` once complete).",
+                          "schema": {"type": "integer", "format": "int64", "minimum": 0}},
+        "Upload-Length": {"description": "The blob's length as declared at creation.",
+                          "schema": {"type": "integer", "format": "int64", "minimum": 0}},
+        "Upload-Metadata": {"description": "`Upload-Metadata` exactly as sent at creation; absent "
+                                           "when it was empty.",
+                            "schema": {"type": "string", "maxLength": 4096}},
+        "Upload-Expires": {"description": "HTTP-date (IMF-fixdate) after which the unfinished "
+                                          "upload answers 410: `uploads.expiry_s` (86400 s by "
+                                          "default) after creation. Fixed at creation, not extended "
+                                          "by `PATCH`.",
+                           "schema": {"type": "string"},
+                           "example": "Wed, 25 Nov 2026 18:24:50 GMT"},
+        "Media-Id": {"description": "The media the upload became, once complete: use it with "
+                                    "`/v1/media/{id}` (metadata, tokens, deletion).",
+                     "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+        "Location-Upload": {"description": "The upload's URL: `{server.public_url}/v1/uploads/{uid}`, "
+                                           "or the relative reference `/v1/uploads/{uid}` when "
+                                           "`server.public_url` is empty.",
+                            "schema": {"type": "string", "pattern": "/v1/uploads/[0-9a-f]{32}$"}},
+        "Cache-Control-No-Store": {"description": "Always `no-store`: upload state must not be cached.",
+                                   "schema": {"type": "string", "const": "no-store"}},
     }
 
     parameters = {
@@ -740,6 +1160,28 @@ def build():
             "description": "Honour `Range` only if this equals the current ETag; otherwise send the whole blob.",
             "schema": {"type": "string"},
         },
+        "Tus-Resumable": {
+            "name": "Tus-Resumable",
+            "in": "header",
+            "required": True,
+            "description": "The tus protocol version: must be `1.0.0`. Missing or another value "
+                           "answers 412 `tus-version-unsupported` (after the API key is checked).",
+            "schema": {"type": "string", "const": "1.0.0"},
+        },
+        "Upload-Checksum": {
+            "name": "Upload-Checksum",
+            "in": "header",
+            "required": False,
+            "description": "tus checksum extension: `sha256 <base64>`, the SHA-256 of this "
+                           "request's body (not of the blob), standard base64 with padding. The "
+                           "body is checked before any of it is stored: a mismatch answers 460 "
+                           "`checksum-mismatch` on `PATCH` (on creation-with-upload the body is "
+                           "dropped and the upload created at offset 0). Another algorithm answers "
+                           "400 `checksum-algorithm-unsupported`, a malformed value 400 "
+                           "`invalid-field`.",
+            "schema": {"type": "string"},
+            "example": "sha256 uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=",
+        },
     }
 
     info_desc = """\
@@ -747,8 +1189,8 @@ The media host for messaging interoperability: gateway servers upload sealed (en
 encrypted) attachments and mint short-lived download tokens; partner apps and peer media
 proxies fetch the blobs with those tokens.
 
-**Authentication.** Gateway routes (`/v1/media…`) take the partner API key as
-`Authorization: Bearer <key>`; the service stores only its SHA-256. Keys carry scopes
+**Authentication.** Gateway routes (`/v1/media…`, and `/v1/uploads…` except `OPTIONS`) take
+the partner API key as `Authorization: Bearer <key>`; the service stores only its SHA-256. Keys carry scopes
 (`upload`, `token`, `delete`, `seal`), named in each operation's security requirement; a key
 without the needed scope gets 403 `forbidden`. A partner sees only its own media: another
 partner's media answers 404. Download routes need no key: the token in the path is the
@@ -770,7 +1212,50 @@ HTTP, oversized headers) may be plain text.
 
 **Request ids.** Every answer carries `X-Request-Id`.
 
-Not in this release: seal-for-me upload (`?seal=`, 501) and resumable uploads (`/v1/uploads`, tus).
+**Resumable uploads (tus 1.0, tag `tus`).** `/v1/uploads/` (also served as `/v1/uploads`)
+speaks tus 1.0.0 with the extensions creation, creation-with-upload, expiration, checksum
+(`sha256`) and termination; not creation-defer-length or concatenation. A tus upload ends as
+the same media `POST /v1/media` would store from the same blob: same key and scope
+(`upload`), kind limits, format length rules, SHA-256 check, media id and deduplication, and
+sealed at rest the same way. How the protocol maps onto the service:
+
+- `X-Media-Kind`, `X-Media-Format`, `X-Media-Sha256` → `Upload-Metadata` keys `kind`,
+  `format`, `sha256` (values base64-encoded, as tus encodes metadata); the blob's length →
+  `Upload-Length` (required, checked against the limits at creation: 413/422 before any byte).
+- The media → `Media-Id` on the `POST` or `PATCH` that completes the upload and on every later
+  `HEAD`; then mint tokens with `POST /v1/media/{Media-Id}/tokens` as usual. The media's
+  `created_at`, and so its retention, counts from the upload's creation.
+- Every request but `OPTIONS` needs the API key (checked first: 401) and
+  `Tus-Resumable: 1.0.0` (412 `tus-version-unsupported` with `Tus-Version`). Every answer under
+  `/v1/uploads`, problem or not, carries `Tus-Resumable: 1.0.0`.
+- tus errors are problem documents like all others: 409 `upload-offset-mismatch` /
+  `upload-busy`, 410 `upload-expired`, 412, 415 `unsupported-content-type`, 460
+  `checksum-mismatch` (tus's own status; the status line has no reason phrase, `title` is
+  `Checksum Mismatch`), and 422 `digest-mismatch` when the whole blob does not match `sha256`
+  (the upload is then discarded).
+- After any failed or interrupted `PATCH`, `HEAD` and continue from the `Upload-Offset` it
+  reports: a `PATCH` that ends early commits what it received (unless it carried
+  `Upload-Checksum`).
+
+**Where upload state lives.** Nowhere in a replica: any replica serves any request of any
+upload, with no sticky sessions, and a client may move between replicas mid-upload. The state
+is a log of records in the object store under `uploads/{uid}/`, each sealed (AES-256-GCM under
+the master key ring; the store sees neither partner, digest nor offsets) and only ever
+created, never overwritten: appending the next record with create-if-absent is the
+compare-and-swap that makes one of two racing requests win and the other answer 409. A
+`PATCH` holds the upload with a lease record (`uploads.lease_s`, 60 s by default, renewed while
+it runs), so a replica that dies mid-`PATCH` blocks its upload (409 `upload-busy`) for at most
+that long. Received bytes are sealed as they arrive and written as parts of the final media
+object's multipart upload (part objects under `uploads/{uid}/` on local-file storage), the
+remainder below a part staged sealed; a new offset is recorded, and reported by `HEAD`, only
+once its bytes are durable. A `PATCH` with `Upload-Checksum` is spooled to an unlinked local
+temp file until verified. The media object becomes visible only when the last byte has arrived
+and the whole blob's SHA-256 matched. Unfinished uploads expire `uploads.expiry_s` after
+creation (`Upload-Expires`, 86400 s by default) and then answer 410; `interop-media sweep`
+removes expired uploads (finished or not; a finished upload answers `HEAD` with its
+`Media-Id` until then), aborts their multipart uploads, and removes terminated ones.
+
+Not in this release: seal-for-me upload (`?seal=`, 501).
 """
 
     doc = {
@@ -785,6 +1270,13 @@ Not in this release: seal-for-me upload (`?seal=`, 501) and resumable uploads (`
         "tags": [
             {"name": "gateway", "description": "Partner gateway servers (API key)."},
             {"name": "download", "description": "Token holders: partner apps, peer media proxies."},
+            {"name": "tus", "description": "Resumable uploads for partner gateways (tus 1.0.0 at "
+                                           "`/v1/uploads/`; API key with scope `upload`, except "
+                                           "`OPTIONS`). A finished upload is an ordinary media. "
+                                           "See the API description for the protocol mapping and "
+                                           "where upload state lives.",
+             "externalDocs": {"description": "tus resumable upload protocol 1.0.0",
+                              "url": "https://tus.io/protocols/resumable-upload"}},
             {"name": "ops", "description": "Health, readiness, metrics, this document."},
         ],
         "security": [{"partnerKey": []}],

@@ -39,7 +39,7 @@ pub enum ApiError {
     },
     #[error("the body length does not match Content-Length")]
     LengthMismatch,
-    #[error("the SHA-256 of the received bytes does not match X-Media-Sha256")]
+    #[error("the SHA-256 of the received bytes does not match the declared digest")]
     DigestMismatch,
     #[error("a {format} blob cannot be {len} bytes long")]
     FormatInvalid { format: &'static str, len: u64 },

@@ -48,6 +48,19 @@ fn routes() -> BTreeSet<(String, String)> {
     set
 }
 
+/// A request path for a route template, with placeholder parameters.
+fn placeholder_path(template: &str) -> String {
+    template
+        .replace("{id}", &"0".repeat(32))
+        .replace("{token}", "AAAA")
+        .replace("{uid}", &"0".repeat(32))
+}
+
+/// Paths whose every answer carries `Tus-Resumable: 1.0.0`.
+fn is_tus(path: &str) -> bool {
+    path.starts_with("/v1/uploads")
+}
+
 fn diff(what: &str, doc: &BTreeSet<(String, String)>, code: &BTreeSet<(String, String)>) {
     let missing: Vec<_> = code.difference(doc).collect();
     let extra: Vec<_> = doc.difference(code).collect();
@@ -110,6 +123,8 @@ fn every_error() -> Vec<ApiError> {
         ApiError::BadRequest(BadRequest::MissingHeader("x-media-kind")),
         ApiError::BadRequest(BadRequest::MalformedJson(String::new())),
         ApiError::BadRequest(BadRequest::InvalidField("audience")),
+        ApiError::BadRequest(BadRequest::Metadata("Upload-Metadata needs `kind`")),
+        ApiError::BadRequest(BadRequest::ChecksumAlgorithm),
         ApiError::MediaNotFound,
         ApiError::NotFoundRoute,
         ApiError::MethodNotAllowed("GET"),
@@ -132,6 +147,13 @@ fn every_error() -> Vec<ApiError> {
         ApiError::RangeNotSatisfiable { size: 1 },
         ApiError::BodyTimeout,
         ApiError::BodyAborted,
+        ApiError::UploadNotFound,
+        ApiError::UploadExpired,
+        ApiError::UploadOffsetMismatch { expected: 0 },
+        ApiError::UploadBusy,
+        ApiError::ChecksumMismatch,
+        ApiError::TusVersion,
+        ApiError::UnsupportedContentType("application/offset+octet-stream"),
         ApiError::StorageUnavailable,
         ApiError::ShuttingDown,
         ApiError::Internal,
@@ -188,11 +210,11 @@ fn served_document_routes_equal_app_routes_and_are_routed() {
 
         // Every listed route reaches a handler: the router's own misses are 404 `not-found`
         // (unknown path) and 405 `method-not-allowed` (known path, other method); placeholder
-        // parameters and no API key give some other answer (401, 200, ...).
+        // parameters and no API key give some other answer (401, 200, 204 for tus `OPTIONS`,
+        // 412 for a tus request without `Tus-Resumable`, ...). tus answers, whatever they are,
+        // come from the tus resources, which stamp `Tus-Resumable`.
         for (method, template) in ROUTES {
-            let path = template
-                .replace("{id}", &"0".repeat(32))
-                .replace("{token}", "AAAA");
+            let path = placeholder_path(template);
             let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
             let resp = client
                 .request(m, svc.url(&path))
@@ -200,6 +222,13 @@ fn served_document_routes_equal_app_routes_and_are_routed() {
                 .await
                 .expect("request");
             let status = resp.status().as_u16();
+            if is_tus(template) {
+                assert_eq!(
+                    header(&resp, "tus-resumable"),
+                    "1.0.0",
+                    "{method} {template}: {status} without Tus-Resumable"
+                );
+            }
             let body = resp.text().await.unwrap_or_default();
             let code = serde_json::from_str::<Value>(&body)
                 .ok()
@@ -281,11 +310,7 @@ fn router_answers_405_with_allow_and_404_for_unknown_paths() {
             assert_eq!(header(resp, "cache-control"), "no-store", "{what}");
         };
         for (path, served) in methods_by_path() {
-            let url = svc.url(
-                &path
-                    .replace("{id}", &"0".repeat(32))
-                    .replace("{token}", "AAAA"),
-            );
+            let url = svc.url(&placeholder_path(path));
             for method in METHODS.iter().map(|m| m.to_uppercase()) {
                 if served.contains(method.as_str()) {
                     continue;
@@ -301,6 +326,9 @@ fn router_answers_405_with_allow_and_404_for_unknown_paths() {
                     .filter(|m| !m.is_empty())
                     .collect();
                 assert_eq!(allow, served, "{what}: Allow");
+                if is_tus(path) {
+                    assert_eq!(header(&resp, "tus-resumable"), "1.0.0", "{what}");
+                }
                 if method != "HEAD" {
                     let v: Value = resp.json().await.expect("problem body");
                     assert_eq!(v["code"], "method-not-allowed", "{what}");
@@ -380,6 +408,18 @@ fn every_code_is_documented() {
     );
 }
 
+/// The codes a problem response lists in its description (`Codes: `a`, `b`.`), for answers
+/// that have no body to carry a schema.
+fn codes_listed_in(resp: &Value) -> Option<Vec<String>> {
+    let (_, list) = resp["description"].as_str()?.rsplit_once("Codes: ")?;
+    let list = &list[..list.find("`.")? + 1];
+    let codes: Vec<String> = list
+        .split(", ")
+        .map(|c| c.strip_prefix('`')?.strip_suffix('`').map(str::to_string))
+        .collect::<Option<_>>()?;
+    (!codes.is_empty()).then_some(codes)
+}
+
 /// Each operation's problem responses carry codes from the enum, under the status those
 /// codes really answer with; every one documents `X-Content-Type-Options` and
 /// `Cache-Control`, and every documented 503 has `Retry-After`.
@@ -398,28 +438,39 @@ fn response_codes_match_their_status() {
                 continue;
             }
             for (status, resp) in op["responses"].as_object().expect("responses") {
-                let Some(schema) = resp
+                let schema = resp
                     .pointer("/content/application~1problem+json/schema")
                     .or_else(|| {
                         // HEAD: no body, the codes are those of the matching GET.
                         doc["paths"][path]["get"]["responses"][status]
                             .pointer("/content/application~1problem+json/schema")
                             .filter(|_| method == "head")
-                    })
-                else {
-                    continue;
+                    });
+                let codes: Vec<String> = match schema {
+                    Some(schema) => {
+                        let narrowed = &schema["allOf"][1]["properties"];
+                        assert_eq!(
+                            narrowed["status"]["const"].as_u64(),
+                            status.parse::<u64>().ok(),
+                            "{method} {path} {status}: status const"
+                        );
+                        narrowed["code"]["enum"]
+                            .as_array()
+                            .unwrap_or_else(|| panic!("{method} {path} {status}: no code enum"))
+                            .iter()
+                            .map(|c| c.as_str().expect("code string").to_string())
+                            .collect()
+                    }
+                    // HEAD without a GET (tus): no body, so the codes are only listed.
+                    None if method == "head" && status.starts_with(['4', '5']) => {
+                        codes_listed_in(resp).unwrap_or_else(|| {
+                            panic!("{method} {path} {status}: problem answer lists no codes")
+                        })
+                    }
+                    None => continue,
                 };
-                let narrowed = &schema["allOf"][1]["properties"];
-                assert_eq!(
-                    narrowed["status"]["const"].as_u64(),
-                    status.parse::<u64>().ok(),
-                    "{method} {path} {status}: status const"
-                );
-                let codes = narrowed["code"]["enum"]
-                    .as_array()
-                    .unwrap_or_else(|| panic!("{method} {path} {status}: no code enum"));
-                for code in codes {
-                    let code = code.as_str().expect("code string");
+                for code in &codes {
+                    let code = code.as_str();
                     assert!(documented.contains(code), "{method} {path}: unknown {code}");
                     assert_eq!(
                         status_of.get(code).map(|s| s.to_string()).as_deref(),
@@ -452,4 +503,30 @@ fn response_codes_match_their_status() {
         "codes no operation documents: {:?}",
         unused.difference(&allowed).collect::<Vec<_>>()
     );
+}
+
+/// Every documented answer of a tus operation lists `Tus-Resumable` (the service sends it on
+/// all of them, checked in `served_document_routes_equal_app_routes_and_are_routed`).
+#[test]
+fn tus_answers_document_tus_resumable() {
+    let doc = doc();
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        if !is_tus(path) {
+            continue;
+        }
+        for (method, op) in item.as_object().expect("path item") {
+            if !METHODS.contains(&method.as_str()) {
+                continue;
+            }
+            for (status, resp) in op["responses"].as_object().expect("responses") {
+                assert!(
+                    resp["headers"].get("Tus-Resumable").is_some(),
+                    "{method} {path} {status}: no Tus-Resumable"
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 0, "the document describes no tus operation");
 }
