@@ -71,7 +71,7 @@ DETAIL = {
     "media-expired": "the media has expired",
     "token-invalid": "the download token is invalid",
     "too-large": "99999999 bytes exceed the image limit of 5767168 bytes",
-    "digest-mismatch": "the SHA-256 of the received bytes does not match X-Media-Sha256",
+    "digest-mismatch": "the SHA-256 of the received bytes does not match the declared digest",
     "range-not-satisfiable": "the requested range cannot be satisfied",
     "malformed-metadata": "Upload-Metadata needs `sha256`",
     "checksum-algorithm-unsupported": "Upload-Checksum supports only sha256",
