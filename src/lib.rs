@@ -17,6 +17,7 @@ pub mod formats;
 pub mod ingest;
 pub mod media;
 pub mod metrics;
+pub mod pipeline;
 pub mod range;
 pub mod retrieve;
 pub mod routes;
