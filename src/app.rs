@@ -18,7 +18,9 @@ use crate::config::Settings;
 use crate::error::{ApiError, BadRequest};
 use crate::ingest::MediaIds;
 use crate::metrics::{InstrumentedStore, Metrics};
+use crate::pipeline::pool::Pool;
 use crate::routes;
+use crate::seal;
 use crate::storage::Backend;
 use crate::uploads::parts::PartStore;
 
@@ -29,6 +31,8 @@ pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     /// Where resumable uploads put their parts.
     pub parts: PartStore,
+    /// Caged workers for seal-for-me uploads; `None` when `media.workers = 0`.
+    pub pool: Option<Arc<Pool>>,
     pub metrics: Metrics,
     pub ids: MediaIds,
     /// Set on SIGTERM: readiness fails so the load balancer stops sending work.
@@ -58,10 +62,18 @@ impl AppState {
         let store: Arc<dyn ObjectStore> =
             Arc::new(InstrumentedStore::new(backend.store, metrics.clone()));
         let parts = PartStore::new(store.clone(), backend.multipart, metrics.clone());
+        seal::purge_stale(settings.media_tmp_dir.as_deref());
+        let pool = match &settings.media {
+            Some(cfg) => Some(Arc::new(
+                Pool::start_self(cfg.clone()).map_err(|e| format!("media workers: {e}"))?,
+            )),
+            None => None,
+        };
         Ok(AppState {
             settings,
             store,
             parts,
+            pool,
             metrics,
             ids,
             draining: AtomicBool::new(false),

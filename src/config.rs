@@ -52,6 +52,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub retention: RetentionConfig,
     pub uploads: UploadsConfig,
+    pub media: MediaConfig,
     pub limits: LimitsConfig,
     #[serde(default)]
     pub partners: BTreeMap<String, PartnerConfig>,
@@ -125,6 +126,23 @@ pub struct RetentionConfig {
     pub ttl_s: u64,
 }
 
+/// The seal-for-me media pipeline and its worker processes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    pub workers: usize,
+    pub memory_mib: u64,
+    pub cpu_s: u64,
+    pub deadline_s: u64,
+    pub queue_wait_ms: u64,
+    pub max_requests: u32,
+    pub thumb_side: u32,
+    pub max_pixels: u64,
+    pub max_dimension: u32,
+    pub max_duration_s: u64,
+    pub tmp_dir: String,
+}
+
 /// Resumable (tus) uploads.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +155,8 @@ pub struct UploadsConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub sealed: KindLimits,
+    /// Plaintext limits of seal-for-me uploads.
+    pub seal: KindLimits,
 }
 
 /// A byte limit per media kind.
@@ -278,6 +298,11 @@ pub struct Settings {
     /// blocks the upload for at most this long.
     pub upload_lease: Duration,
     pub sealed_limits: KindLimits,
+    pub seal_limits: KindLimits,
+    /// `None` when `media.workers = 0` (seal-for-me and its pipeline are off).
+    pub media: Option<crate::pipeline::pool::PoolConfig>,
+    /// Where plaintext of seal-for-me uploads is kept while it is processed.
+    pub media_tmp_dir: Option<PathBuf>,
     pub partners: Partners,
 }
 
@@ -354,6 +379,31 @@ fn key_ring(
         .map_err(|e| ConfigError::new(format!("{section}.active"), e.to_string()))
 }
 
+/// The worker pool's settings; `None` when the pipeline is switched off.
+fn media_pool(m: &MediaConfig, seal: &KindLimits) -> Option<crate::pipeline::pool::PoolConfig> {
+    use crate::pipeline::{Limits, pool::PoolConfig, worker::Cage};
+    (m.workers > 0).then(|| PoolConfig {
+        workers: m.workers,
+        cage: Cage {
+            memory_bytes: m.memory_mib << 20,
+            cpu_seconds: m.cpu_s,
+            // A cleaned copy is never larger than the input, which is within the kind limit.
+            max_file_bytes: seal.max() + (1 << 20),
+        },
+        deadline: Duration::from_secs(m.deadline_s),
+        queue_wait: Duration::from_millis(m.queue_wait_ms),
+        max_requests: m.max_requests,
+        limits: Limits {
+            max_pixels: m.max_pixels,
+            max_dimension: m.max_dimension,
+            // Decoders get at most half the cage; the rest is the process itself.
+            max_alloc: (m.memory_mib << 20) / 2,
+            thumb_side: m.thumb_side,
+            max_duration_ms: m.max_duration_s * 1000,
+        },
+    })
+}
+
 impl Settings {
     pub fn resolve(c: &Config) -> Result<Settings, ConfigError> {
         let s = &c.server;
@@ -417,6 +467,22 @@ impl Settings {
                 "tokens.default_ttl_s",
                 "must be between 1 and tokens.max_ttl_s",
             ));
+        }
+        let m = &c.media;
+        if m.workers > 64 {
+            return Err(ConfigError::new("media.workers", "at most 64"));
+        }
+        if m.memory_mib < 128 {
+            return Err(ConfigError::new("media.memory_mib", "at least 128"));
+        }
+        if m.cpu_s == 0 || m.deadline_s == 0 || m.max_requests == 0 {
+            return Err(ConfigError::new(
+                "media",
+                "cpu_s, deadline_s and max_requests must be at least 1",
+            ));
+        }
+        if !(16..=1024).contains(&m.thumb_side) {
+            return Err(ConfigError::new("media.thumb_side", "between 16 and 1024"));
         }
         if c.uploads.expiry_s == 0 {
             return Err(ConfigError::new("uploads.expiry_s", "must be at least 1"));
@@ -498,6 +564,9 @@ impl Settings {
             upload_expiry: Duration::from_secs(c.uploads.expiry_s),
             upload_lease: Duration::from_secs(c.uploads.lease_s),
             sealed_limits: c.limits.sealed.clone(),
+            seal_limits: c.limits.seal.clone(),
+            media: media_pool(&c.media, &c.limits.seal),
+            media_tmp_dir: (!c.media.tmp_dir.is_empty()).then(|| PathBuf::from(&c.media.tmp_dir)),
             partners: Partners::new(partners),
         })
     }

@@ -63,6 +63,14 @@ pub enum ApiError {
     TusVersion,
     #[error("the body must be {0}")]
     UnsupportedContentType(&'static str),
+    #[error("the file is {sniffed}, which is not an allowed {kind}")]
+    MediaTypeNotAllowed { kind: String, sniffed: String },
+    #[error("{0}")]
+    MediaLimits(String),
+    #[error("the media could not be decoded")]
+    MediaUndecodable,
+    #[error("every media worker is busy; try again")]
+    MediaBusy,
     #[error("storage is unavailable; try again")]
     StorageUnavailable,
     #[error("the service is shutting down")]
@@ -142,6 +150,10 @@ impl ApiError {
             ApiError::ChecksumMismatch => "checksum-mismatch",
             ApiError::TusVersion => "tus-version-unsupported",
             ApiError::UnsupportedContentType(_) => "unsupported-content-type",
+            ApiError::MediaTypeNotAllowed { .. } => "media-type-not-allowed",
+            ApiError::MediaLimits(_) => "media-limits-exceeded",
+            ApiError::MediaUndecodable => "media-undecodable",
+            ApiError::MediaBusy => "media-busy",
             ApiError::StorageUnavailable => "storage-unavailable",
             ApiError::ShuttingDown => "shutting-down",
             ApiError::Internal => "internal",
@@ -191,7 +203,13 @@ impl ResponseError for ApiError {
                 StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
             }
             ApiError::TusVersion => StatusCode::PRECONDITION_FAILED,
-            ApiError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedContentType(_) | ApiError::MediaTypeNotAllowed { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::MediaLimits(_) | ApiError::MediaUndecodable => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::MediaBusy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::MediaExpired => StatusCode::GONE,
@@ -227,7 +245,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated => {
                 resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
-            ApiError::StorageUnavailable | ApiError::ShuttingDown => {
+            ApiError::StorageUnavailable | ApiError::ShuttingDown | ApiError::MediaBusy => {
                 resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
             }
             ApiError::TusVersion => {

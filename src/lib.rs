@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod range;
 pub mod retrieve;
 pub mod routes;
+pub mod seal;
 pub mod storage;
 pub mod sweep;
 pub mod tokens;

@@ -110,6 +110,16 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         attempts: u32,
     },
+    /// Internal: the caged media worker the service spawns (reads requests on stdin).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        memory_bytes: u64,
+        #[arg(long)]
+        cpu_seconds: u64,
+        #[arg(long)]
+        max_file_bytes: u64,
+    },
     /// Delete expired media from the store.
     Sweep {
         /// Only count what would be deleted.
@@ -372,6 +382,26 @@ fn main() -> ExitCode {
         data_dir: PathBuf::from("data"),
         ..Default::default()
     }));
+    // The worker confines itself first thing, before any runtime or thread exists.
+    if let Command::Worker {
+        memory_bytes,
+        cpu_seconds,
+        max_file_bytes,
+    } = command
+    {
+        let cage = interop_media::pipeline::worker::Cage {
+            memory_bytes,
+            cpu_seconds,
+            max_file_bytes,
+        };
+        return match interop_media::pipeline::worker::run(cage) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("worker: {e}");
+                ExitCode::from(70)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -184,6 +184,8 @@ async fn start() -> Running {
     let mut settings = Settings::resolve(&config).unwrap();
     settings.storage.part_size = 5 << 20;
     settings.workers = 1;
+    // In-process: this test binary cannot serve as the media worker.
+    settings.media = None;
     let faults = Arc::new(Faults::default());
     let store = Arc::new(FlakyStore {
         inner: InMemory::new(),

@@ -9,7 +9,9 @@
 pub mod audio;
 pub mod mp4;
 pub mod photo;
+pub mod pool;
 pub mod sniff;
+pub mod worker;
 
 use std::io::Read;
 use std::path::Path;

@@ -13,5 +13,7 @@ pub fn analyze(
     limits: &Limits,
 ) -> Result<Analysis, MediaError> {
     let _ = (input, output, sniffed, sticker, limits);
-    Err(MediaError::Undecodable("images are not supported yet".into()))
+    Err(MediaError::Undecodable(
+        "images are not supported yet".into(),
+    ))
 }

@@ -1,4 +1,4 @@
-//! `POST /v1/media`: sealed upload.
+//! `POST /v1/media`: sealed upload, and seal-for-me upload (`?seal=whatsapp|signal`).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -9,7 +9,8 @@ use crate::app::AppState;
 use crate::auth::{Gateway, Scope};
 use crate::error::{ApiError, BadRequest};
 use crate::ingest::{BodyError, Outcome, UploadRequest, ingest};
-use crate::media::parse_sha256;
+use crate::media::{MediaFormat, parse_sha256};
+use crate::seal::{SealRequest, seal_for_me};
 
 #[derive(Debug, Deserialize)]
 pub struct UploadQuery {
@@ -22,6 +23,19 @@ fn header<'a>(req: &'a HttpRequest, name: &'static str) -> Result<&'a str, ApiEr
         .ok_or(BadRequest::MissingHeader(name))?
         .to_str()
         .map_err(|_| BadRequest::MissingHeader(name).into())
+}
+
+fn content_length(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
+    // actix has already refused requests with both Content-Length and chunked encoding.
+    match req.headers().get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => Ok(Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(BadRequest::InvalidField("content-length"))?,
+        )),
+    }
 }
 
 fn parse_request(req: &HttpRequest, gw: Gateway) -> Result<UploadRequest, ApiError> {
@@ -40,16 +54,7 @@ fn parse_request(req: &HttpRequest, gw: Gateway) -> Result<UploadRequest, ApiErr
         .ok()
         .and_then(parse_sha256)
         .ok_or(BadRequest::MalformedDigest)?;
-    // actix has already refused requests with both Content-Length and chunked encoding.
-    let declared_len = match req.headers().get(header::CONTENT_LENGTH) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or(BadRequest::InvalidField("content-length"))?,
-        ),
-    };
+    let declared_len = content_length(req)?;
     Ok(UploadRequest {
         partner: gw.0,
         kind,
@@ -67,29 +72,55 @@ pub async fn upload(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let result = async {
+        let body = payload
+            .map(|r| r.map_err(|_| BodyError::Aborted))
+            .boxed_local();
         if let Some(seal) = &query.seal {
             gw.0.require(Scope::Seal)?;
-            if !matches!(seal.as_str(), "whatsapp" | "signal") {
-                return Err(BadRequest::InvalidField("seal").into());
+            let format = match seal.as_str() {
+                "whatsapp" => MediaFormat::Whatsapp,
+                "signal" => MediaFormat::Signal,
+                _ => return Err(BadRequest::InvalidField("seal").into()),
+            };
+            if state.is_draining() {
+                return Err(ApiError::ShuttingDown);
             }
-            return Err(ApiError::NotImplemented("seal-for-me upload"));
+            let kind = header(&req, "x-media-kind")?
+                .parse()
+                .map_err(|()| BadRequest::UnknownKind)?;
+            let sealed = SealRequest {
+                partner: gw.0,
+                kind,
+                format,
+                declared_len: content_length(&req)?,
+            };
+            let (created, media) = seal_for_me(&state, sealed, body).await?;
+            let mut resp = if created {
+                HttpResponse::Created()
+            } else {
+                HttpResponse::Ok()
+            };
+            // The body carries the media key.
+            return Ok(resp
+                .insert_header((header::LOCATION, format!("/v1/media/{}", media.id)))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(media));
         }
         gw.0.require(Scope::Upload)?;
         if state.is_draining() {
             return Err(ApiError::ShuttingDown);
         }
         let upload = parse_request(&req, gw)?;
-        let body = payload
-            .map(|r| r.map_err(|_| BodyError::Aborted))
-            .boxed_local();
-        ingest(&state, upload, body).await
+        match ingest(&state, upload, body).await? {
+            Outcome::Created(info) => Ok(HttpResponse::Created()
+                .insert_header((header::LOCATION, format!("/v1/media/{}", info.id)))
+                .json(info)),
+            Outcome::Existing(info) => Ok(HttpResponse::Ok().json(info)),
+        }
     }
     .await;
     match result {
-        Ok(Outcome::Created(info)) => Ok(HttpResponse::Created()
-            .insert_header((header::LOCATION, format!("/v1/media/{}", info.id)))
-            .json(info)),
-        Ok(Outcome::Existing(info)) => Ok(HttpResponse::Ok().json(info)),
+        Ok(resp) => Ok(resp),
         Err(e) => {
             state
                 .metrics

@@ -1,0 +1,272 @@
+//! Seal-for-me uploads: plaintext in; checked, described and cleaned by a caged worker;
+//! sealed in the requested end-to-end format under a fresh key; stored like any sealed
+//! upload. The key goes back to the gateway in the response and nowhere else: it is not
+//! stored, logged or put in metrics.
+//!
+//! Plaintext exists only in a private temporary directory (mode 0700) for the duration of
+//! the request: the received file, the worker's cleaned copy and the sealed blob all live
+//! there, and the directory is removed when the request ends, however it ends.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::app::AppState;
+use crate::auth::Partner;
+use crate::error::ApiError;
+use crate::formats::{self, Descriptor, SealOptions};
+use crate::ingest::{BodyError, MediaInfo, Outcome, UploadRequest, ingest, next_piece};
+use crate::media::{MediaFormat, MediaKind};
+use crate::pipeline::pool::PoolError;
+use crate::pipeline::{Analysis, MediaError};
+
+const TMP_PREFIX: &str = "interop-media-seal-";
+
+/// A seal-for-me request as declared by its headers.
+#[derive(Debug, Clone)]
+pub struct SealRequest {
+    pub partner: Partner,
+    pub kind: MediaKind,
+    /// `whatsapp` or `signal`.
+    pub format: MediaFormat,
+    pub declared_len: Option<u64>,
+}
+
+/// The 201 body: what the gateway puts into its end-to-end encrypted message.
+#[derive(Debug, Serialize)]
+pub struct SealedMedia {
+    pub id: String,
+    pub kind: MediaKind,
+    pub format: MediaFormat,
+    pub mime: String,
+    /// Plaintext length (WhatsApp `fileLength`, Signal `size`), after cleaning.
+    pub size: u64,
+    /// SHA-256 of the plaintext, hex (`fileSha256`, Signal `plaintextHash`).
+    pub sha256: String,
+    /// Length and SHA-256 of the stored blob (`fileEncSha256`, Signal `digest`).
+    pub enc_size: u64,
+    pub enc_sha256: String,
+    /// The media key (WhatsApp: 32 bytes; Signal: 64 bytes), base64.
+    pub key: String,
+    #[serde(flatten)]
+    pub analysis: Analysis,
+    /// WhatsApp streaming sidecar, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    /// The same, as the descriptor `interop-media open --descriptor` reads.
+    pub descriptor: Descriptor,
+}
+
+/// Run a seal-for-me upload. `Ok((true, …))` when a new media was stored.
+pub async fn seal_for_me<S>(
+    state: &AppState,
+    req: SealRequest,
+    body: S,
+) -> Result<(bool, SealedMedia), ApiError>
+where
+    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+{
+    let pool = state
+        .pool
+        .clone()
+        .ok_or(ApiError::NotImplemented("seal-for-me (media.workers = 0)"))?;
+    let limit = state.settings.seal_limits.get(req.kind);
+    if let Some(declared) = req.declared_len
+        && declared > limit
+    {
+        return Err(ApiError::TooLarge {
+            kind: req.kind.as_str(),
+            declared,
+            limit,
+        });
+    }
+    let dir = private_dir(state.settings.media_tmp_dir.as_deref())?;
+    let input = dir.path().join("plain");
+    let cleaned = dir.path().join("cleaned");
+    receive(state, &req, body, &input, limit).await?;
+
+    let analysis = pool
+        .analyze(req.kind, &input, &cleaned)
+        .await
+        .map_err(|e| match e {
+            PoolError::Media(m) => ApiError::from(m),
+            PoolError::WorkerFailed(why) => {
+                tracing::info!(why, kind = req.kind.as_str(), "media worker failed");
+                ApiError::MediaUndecodable
+            }
+            PoolError::Busy => ApiError::MediaBusy,
+            PoolError::Spawn(e) => {
+                tracing::error!(error = %e, "cannot start a media worker");
+                ApiError::Internal
+            }
+        })?;
+    let plain = if analysis.removed.is_empty() {
+        input
+    } else {
+        cleaned
+    };
+
+    let sealed = dir.path().join("sealed");
+    let desc = seal_file(&req, &analysis, plain, sealed.clone()).await?;
+    let upload = UploadRequest {
+        partner: req.partner.clone(),
+        kind: req.kind,
+        format: req.format,
+        sha256: desc.file_enc_sha256,
+        declared_len: Some(desc.blob_length),
+    };
+    let file = tokio::fs::File::open(&sealed).await.map_err(io_error)?;
+    let blob = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
+        .map(|r| r.map_err(|_| BodyError::Aborted));
+    let (created, info) = match ingest(state, upload, blob).await? {
+        Outcome::Created(info) => (true, info),
+        Outcome::Existing(info) => (false, info),
+    };
+    drop(dir);
+    Ok((created, describe(info, analysis, desc)))
+}
+
+fn describe(info: MediaInfo, analysis: Analysis, desc: Descriptor) -> SealedMedia {
+    SealedMedia {
+        id: info.id,
+        kind: info.kind,
+        format: info.format,
+        mime: analysis.mime.clone(),
+        size: desc.file_length,
+        sha256: hex::encode(desc.file_sha256),
+        enc_size: desc.blob_length,
+        enc_sha256: hex::encode(desc.file_enc_sha256),
+        key: STANDARD.encode(desc.key.as_bytes()),
+        sidecar: desc.sidecar.as_ref().map(|s| STANDARD.encode(s)),
+        analysis,
+        created_at: info.created_at,
+        expires_at: info.expires_at,
+        descriptor: desc,
+    }
+}
+
+/// A fresh private directory for one request's plaintext (0700, removed on drop).
+fn private_dir(base: Option<&Path>) -> Result<tempfile::TempDir, ApiError> {
+    let b = tempfile::Builder::new().prefix(TMP_PREFIX).tempdir_in(
+        base.map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir),
+    );
+    b.map_err(|e| {
+        tracing::error!(error = %e, "cannot create a private temp dir for seal-for-me");
+        ApiError::StorageUnavailable
+    })
+}
+
+fn io_error(e: std::io::Error) -> ApiError {
+    tracing::error!(error = %e, "seal-for-me temp file I/O failed");
+    ApiError::StorageUnavailable
+}
+
+/// Write the body to `path`, enforcing the kind's plaintext limit and the declared length.
+async fn receive<S>(
+    state: &AppState,
+    req: &SealRequest,
+    mut body: S,
+    path: &Path,
+    limit: u64,
+) -> Result<(), ApiError>
+where
+    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+{
+    let mut file = tokio::fs::File::create(path).await.map_err(io_error)?;
+    let mut received = 0u64;
+    while let Some(piece) = next_piece(&mut body, state.settings.body_idle_timeout).await? {
+        received += piece.len() as u64;
+        if req.declared_len.is_some_and(|d| received > d) {
+            return Err(ApiError::LengthMismatch);
+        }
+        if received > limit {
+            return Err(ApiError::TooLarge {
+                kind: req.kind.as_str(),
+                declared: received,
+                limit,
+            });
+        }
+        file.write_all(&piece).await.map_err(io_error)?;
+    }
+    if req.declared_len.is_some_and(|d| received != d) {
+        return Err(ApiError::LengthMismatch);
+    }
+    file.flush().await.map_err(io_error)?;
+    Ok(())
+}
+
+/// Seal `plain` into `sealed` under a fresh key, on the blocking pool (it is CPU work).
+async fn seal_file(
+    req: &SealRequest,
+    analysis: &Analysis,
+    plain: PathBuf,
+    sealed: PathBuf,
+) -> Result<Descriptor, ApiError> {
+    let mut opts = SealOptions::new(req.format, req.kind);
+    opts.mime = Some(analysis.mime.clone());
+    let metadata = serde_json::to_value(analysis).ok();
+    let task = tokio::task::spawn_blocking(move || -> Result<Descriptor, String> {
+        let input = std::fs::File::open(&plain).map_err(|e| e.to_string())?;
+        let size = input.metadata().map_err(|e| e.to_string())?.len();
+        if opts.format == MediaFormat::Signal && opts.kind == MediaKind::Video {
+            opts.incremental_mac_for_size = Some(size);
+        }
+        let output = std::fs::File::create(&sealed).map_err(|e| e.to_string())?;
+        formats::seal(
+            &opts,
+            std::io::BufReader::with_capacity(1 << 20, input),
+            std::io::BufWriter::with_capacity(1 << 20, output),
+        )
+        .map_err(|e| e.to_string())
+    });
+    let mut desc = task.await.map_err(|_| ApiError::Internal)?.map_err(|e| {
+        tracing::error!(error = %e, "sealing a seal-for-me upload failed");
+        ApiError::Internal
+    })?;
+    desc.metadata = metadata;
+    Ok(desc)
+}
+
+/// Remove private directories left behind by a process that died mid-request (older than
+/// an hour, so a replica sharing the directory keeps its live ones).
+pub fn purge_stale(base: Option<&Path>) {
+    let dir = base
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let cutoff = SystemTime::now() - Duration::from_secs(3600);
+    for e in entries.flatten() {
+        let stale = e.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+        if stale {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::NotAllowed { kind, sniffed } => {
+                ApiError::MediaTypeNotAllowed { kind, sniffed }
+            }
+            MediaError::TooManyPixels { .. } | MediaError::TooLong => {
+                ApiError::MediaLimits(e.to_string())
+            }
+            MediaError::Undecodable(_) => ApiError::MediaUndecodable,
+        }
+    }
+}
