@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::formats::{self, Descriptor, FormatError, SealOptions};
 use crate::media::{MediaFormat, MediaKind};
+use crate::pipeline::{Analysis, Limits};
 
 /// A client failure with the exit code that classifies it.
 #[derive(Debug)]
@@ -49,6 +50,58 @@ fn format_error(e: FormatError) -> ClientError {
         FormatError::Io(err) => ClientError::usage(err.to_string()),
         other => ClientError::verify(other.to_string()),
     }
+}
+
+/// A file checked and described by the media pipeline, as the recipient needs it.
+pub struct Inspected {
+    pub analysis: Analysis,
+    /// The file to seal: the input, or the cleaned copy when metadata was removed.
+    pub path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Run the seal-for-me pipeline on a local file, in one caged worker process (the same cage
+/// the service uses: a sender's own machine deserves it too). Refusals exit with code 3.
+pub async fn inspect(kind: MediaKind, input: &Path) -> Result<Inspected, ClientError> {
+    use crate::pipeline::pool::{Pool, PoolConfig, PoolError};
+    use crate::pipeline::worker::Cage;
+    let size = std::fs::metadata(input).map_err(|e| io(input, e))?.len();
+    let cfg = PoolConfig {
+        workers: 1,
+        cage: Cage {
+            memory_bytes: 1 << 30,
+            cpu_seconds: 120,
+            max_file_bytes: size + (1 << 20),
+        },
+        deadline: std::time::Duration::from_secs(120),
+        queue_wait: std::time::Duration::from_secs(1),
+        max_requests: 1,
+        limits: Limits::default(),
+    };
+    let pool =
+        std::sync::Arc::new(Pool::start_self(cfg).map_err(|e| ClientError::usage(e.to_string()))?);
+    let dir = tempfile::Builder::new()
+        .prefix("interop-media-prepare-")
+        .tempdir()
+        .map_err(|e| ClientError::usage(format!("temp dir: {e}")))?;
+    let cleaned = dir.path().join("cleaned");
+    let analysis = pool
+        .analyze(kind, input, &cleaned)
+        .await
+        .map_err(|e| match e {
+            PoolError::Media(m) => ClientError::verify(m.to_string()),
+            other => ClientError::verify(other.to_string()),
+        })?;
+    let (path, dir) = if analysis.removed.is_empty() {
+        (input.to_path_buf(), None)
+    } else {
+        (cleaned, Some(dir))
+    };
+    Ok(Inspected {
+        analysis,
+        path,
+        _dir: dir,
+    })
 }
 
 /// Encrypt `input` into `output` in an E2EE attachment format; returns the descriptor.
@@ -146,6 +199,7 @@ pub async fn upload(
     format: MediaFormat,
     kind: MediaKind,
     sealed: bool,
+    raw: bool,
     audience: &str,
 ) -> Result<Uploaded, ClientError> {
     let tmp;
@@ -154,7 +208,15 @@ pub async fn upload(
             (file.to_path_buf(), None)
         } else {
             tmp = temp_path()?;
-            let d = prepare(file, &tmp.0, format, kind, None)?;
+            let d = if raw {
+                prepare(file, &tmp.0, format, kind, None)?
+            } else {
+                let inspected = inspect(kind, file).await?;
+                let mut d = prepare(&inspected.path, &tmp.0, format, kind, None)?;
+                d.mime = Some(inspected.analysis.mime.clone());
+                d.metadata = serde_json::to_value(&inspected.analysis).ok();
+                d
+            };
             (tmp.0.clone(), Some(d))
         };
     let digest = sha256_file(&blob_path)?;

@@ -72,6 +72,10 @@ enum Command {
         /// Also write the descriptor to this file.
         #[arg(long)]
         descriptor_out: Option<PathBuf>,
+        /// Seal the bytes as they are: skip the media pipeline (type check, metadata
+        /// removal, dimensions, duration, waveform, thumbnail).
+        #[arg(long)]
+        raw: bool,
     },
     /// Verify and decrypt a blob with its descriptor; writes nothing unless every check passes.
     Open {
@@ -96,6 +100,9 @@ enum Command {
         /// The file is already sealed: upload it as is.
         #[arg(long)]
         sealed: bool,
+        /// Seal the bytes as they are, skipping the media pipeline (see `prepare --raw`).
+        #[arg(long)]
+        raw: bool,
         #[arg(long, default_value = "cli")]
         audience: String,
     },
@@ -290,9 +297,18 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
             output,
             sidecar,
             descriptor_out,
+            raw,
         } => {
             let (f, k) = parse_format_kind(&format, &kind)?;
-            let d = client::prepare(&file, &output, f, k, sidecar)?;
+            let d = if raw {
+                client::prepare(&file, &output, f, k, sidecar)?
+            } else {
+                let inspected = runtime.block_on(client::inspect(k, &file))?;
+                let mut d = client::prepare(&inspected.path, &output, f, k, sidecar)?;
+                d.mime = Some(inspected.analysis.mime.clone());
+                d.metadata = serde_json::to_value(&inspected.analysis).ok();
+                d
+            };
             let json = d.to_json_pretty();
             if let Some(p) = descriptor_out {
                 std::fs::write(&p, &json).map_err(|e| ClientError {
@@ -321,6 +337,7 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
             format,
             kind,
             sealed,
+            raw,
             audience,
         } => {
             let (f, k) = parse_format_kind(&format, &kind)?;
@@ -335,6 +352,7 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
                 f,
                 k,
                 sealed,
+                raw,
                 &audience,
             ))?;
             println!("{}", serde_json::to_string_pretty(&up).unwrap_or_default());

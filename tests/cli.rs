@@ -39,6 +39,8 @@ fn upload_download_open_roundtrip_in_both_formats() {
             format,
             "--kind",
             kind,
+            // Pseudo-random bytes, not a real video or voice note: seal them as they are.
+            "--raw",
         ]);
         assert!(
             out.status.success(),
@@ -95,6 +97,24 @@ fn upload_download_open_roundtrip_in_both_formats() {
         assert!(!opened.exists(), "no plaintext from a tampered blob");
     }
 
+    // Bytes that are not an image, prepared as one: the media pipeline refuses (exit 3).
+    let refused = run(&[
+        "prepare",
+        p.to_str().unwrap(),
+        "--format",
+        "whatsapp",
+        "--kind",
+        "image",
+        "-o",
+        dir.path().join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not an allowed image"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // A descriptor with invalid base64: usage error (exit 2).
     let bad = dir.path().join("bad.json");
     let d = run(&[
@@ -104,6 +124,7 @@ fn upload_download_open_roundtrip_in_both_formats() {
         "whatsapp",
         "--kind",
         "image",
+        "--raw",
         "-o",
         dir.path().join("b").to_str().unwrap(),
     ]);
