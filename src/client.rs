@@ -191,24 +191,34 @@ pub struct Uploaded {
     pub descriptor: Option<serde_json::Value>,
 }
 
-/// Seal (unless `sealed`), upload, and mint a token for `audience`.
+/// How `upload` treats its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealMode {
+    /// Check and describe it with the media pipeline, then seal it.
+    Inspect,
+    /// Seal the bytes as they are.
+    Raw,
+    /// It is a sealed blob already: upload as is.
+    AlreadySealed,
+}
+
+/// Seal (see [`SealMode`]), upload, and mint a token for `audience`.
 pub async fn upload(
     file: &Path,
     server: &str,
     key: &str,
     format: MediaFormat,
     kind: MediaKind,
-    sealed: bool,
-    raw: bool,
+    mode: SealMode,
     audience: &str,
 ) -> Result<Uploaded, ClientError> {
     let tmp;
     let (blob_path, descriptor): (PathBuf, Option<Descriptor>) =
-        if sealed || format == MediaFormat::Opaque {
+        if mode == SealMode::AlreadySealed || format == MediaFormat::Opaque {
             (file.to_path_buf(), None)
         } else {
             tmp = temp_path()?;
-            let d = if raw {
+            let d = if mode == SealMode::Raw {
                 prepare(file, &tmp.0, format, kind, None)?
             } else {
                 let inspected = inspect(kind, file).await?;

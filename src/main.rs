@@ -351,8 +351,11 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
                 key.trim(),
                 f,
                 k,
-                sealed,
-                raw,
+                match (sealed, raw) {
+                    (true, _) => client::SealMode::AlreadySealed,
+                    (false, true) => client::SealMode::Raw,
+                    (false, false) => client::SealMode::Inspect,
+                },
                 &audience,
             ))?;
             println!("{}", serde_json::to_string_pretty(&up).unwrap_or_default());
