@@ -6,6 +6,8 @@ Usage: python3 docs/gen_openapi.py [OUT]   (default: openapi.json next to this s
 Edit this script, never the JSON; regenerate, then check with
 `openapi-spec-validator docs/openapi.json` and `cargo test --test openapi`.
 """
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -25,12 +27,12 @@ CODES = [
     ("media-not-found", 404, "No such media for this caller (another partner's media is indistinguishable from none), or the media a token names was deleted or replaced."),
     ("not-found", 404, "No such route: the path is not one of this API's."),
     ("method-not-allowed", 405, "The path exists but does not serve this method; `Allow` lists the methods it does serve."),
-    ("not-implemented", 501, "The feature exists in the API but not in this release (seal-for-me upload)."),
+    ("not-implemented", 501, "The feature is part of the API but turned off in this deployment: seal-for-me upload (`?seal=`) with `media.workers = 0`."),
     ("media-expired", 410, "The media's retention has ended."),
     ("token-invalid", 401, "The download token is malformed, tampered with, or not yet valid."),
     ("token-expired", 401, "The download token has expired (after the configured clock-skew allowance)."),
     ("token-unknown-key", 401, "The download token was signed with a key id this service does not (or no longer) know."),
-    ("too-large", 413, "The declared (or, for chunked bodies, received) length exceeds the media kind's limit, or a JSON body exceeds 4096 bytes; tus: `Upload-Length` exceeds the kind's limit, or a `PATCH` body goes past `Upload-Length`."),
+    ("too-large", 413, "The declared (or, for chunked bodies, received) length exceeds the media kind's limit (`limits.sealed.*`; seal-for-me: the plaintext limit `limits.seal.*`), or a JSON body exceeds 4096 bytes; tus: `Upload-Length` exceeds the kind's limit, or a `PATCH` body goes past `Upload-Length`."),
     ("length-mismatch", 400, "The body is longer or shorter than `Content-Length`."),
     ("digest-mismatch", 422, "The SHA-256 of the received bytes differs from `X-Media-Sha256` (tus: from the `sha256` of `Upload-Metadata`, checked when the last byte arrives; the upload is discarded); nothing was stored."),
     ("format-invalid", 422, "The blob's length (tus: `Upload-Length`) cannot be a blob of the declared `X-Media-Format`; nothing was stored."),
@@ -44,6 +46,10 @@ CODES = [
     ("checksum-mismatch", 460, "The SHA-256 of the `PATCH` body differs from `Upload-Checksum`; nothing of that body was kept (tus's own status 460)."),
     ("tus-version-unsupported", 412, "`Tus-Resumable` is missing or not `1.0.0` (`Tus-Version: 1.0.0` says what is spoken)."),
     ("unsupported-content-type", 415, "A tus `PATCH` (or a `POST` creation with a body) is not `application/offset+octet-stream`."),
+    ("media-type-not-allowed", 415, "Seal-for-me: the type sniffed from the body's magic bytes (named in the detail) is not on the allow-list of `X-Media-Kind`; nothing was stored."),
+    ("media-limits-exceeded", 422, "Seal-for-me: an image declares more pixels or a longer side than `media.max_pixels` / `media.max_dimension` (checked before decoding), or audio or video lasts longer than `media.max_duration_s`; nothing was stored."),
+    ("media-undecodable", 422, "Seal-for-me: the media is truncated, corrupt or hostile, or the sandboxed worker decoding it crashed, ran out of memory or missed its deadline; nothing was stored."),
+    ("media-busy", 503, "Seal-for-me: every media worker stayed busy for `media.queue_wait_ms`; retry after `Retry-After` seconds."),
     ("storage-unavailable", 503, "The object store failed or timed out; retry after `Retry-After` seconds."),
     ("shutting-down", 503, "This replica is draining after SIGTERM (uploads only, tus `POST` and `PATCH` included); retry (another replica) after `Retry-After` seconds."),
     ("internal", 500, "Unexpected failure (e.g. a stored object failed to decrypt). No detail is given."),
@@ -82,6 +88,9 @@ DETAIL = {
     "checksum-mismatch": "the body does not match Upload-Checksum; nothing of it was kept",
     "tus-version-unsupported": "this server speaks tus 1.0.0; send Tus-Resumable: 1.0.0",
     "unsupported-content-type": "the body must be application/offset+octet-stream",
+    "media-type-not-allowed": "the file is pdf, which is not an allowed image",
+    "media-limits-exceeded": "20000x20000 exceeds the image limits",
+    "media-undecodable": "the media could not be decoded",
 }
 
 
@@ -181,6 +190,7 @@ DOWNLOAD_HEADERS_COMMON = ["ETag", "Cache-Control", "X-Content-Type-Options", "A
 HEADER_NAME = {
     "Location-Upload": "Location",
     "Cache-Control-No-Store": "Cache-Control",
+    "Cache-Control-Sealed": "Cache-Control",
 }
 
 
@@ -280,6 +290,12 @@ def text_ok(desc, example_text, ctype="text/plain"):
 
 
 UPLOAD_DESC = """\
+Two modes share this operation, told apart by the `seal` query parameter: **sealed upload**
+(no `seal`, scope `upload`: the body is already end-to-end encrypted, the answer a `MediaInfo`)
+and **seal-for-me** (`?seal=whatsapp|signal`, scope `seal`: the body is plaintext, the service
+seals it and answers a `SealedMedia` carrying the key). Both end as the same kind of stored
+media.
+
 **Sealed upload** (default): the body is an attachment already end-to-end encrypted by the
 sender's device; the service never sees plaintext or keys. Before anything becomes visible the
 service checks, in this order:
@@ -307,12 +323,344 @@ body is still read and verified, nothing is stored); otherwise **201** with
 `Content-Type` of the request is not checked. The body is framed by `Content-Length` or
 `Transfer-Encoding: chunked` (not both).
 
-**Seal-for-me** (`?seal=whatsapp|signal`, scope `seal`) is part of the API but not of this
-release. Any `seal` parameter answers 403 `forbidden` without the `seal` scope; with it, a
-value other than `whatsapp` or `signal` answers 400 `invalid-field` and a valid one 501
-`not-implemented`. All of this happens before the draining check, the headers or the body are
-looked at.
+**Seal-for-me** (`?seal=whatsapp|signal`, scope `seal`): the body is the **plaintext**
+attachment. The service checks and describes it, removes privacy-sensitive metadata from
+photos, seals it in the format `seal` names (WhatsApp or Signal attachment encryption) under a
+fresh random key, and stores the sealed blob exactly as a sealed upload of it would be stored.
+The key is returned in the answer's body and nowhere else: the service does not store, log or
+count it. `X-Media-Format` and `X-Media-Sha256` are ignored (the format is `seal`, the digests
+are computed). Checked in this order:
+
+1. the API key (401), the query string (400 `invalid-field`, field `query`), scope `seal` (403
+   `forbidden`), the `seal` value (400 `invalid-field`, field `seal`), not draining (503
+   `shutting-down`), `X-Media-Kind` (400 `missing-header`, `unknown-kind`), `Content-Length`
+   (400 `invalid-field`);
+2. seal-for-me turned off in this deployment (`media.workers = 0`): 501 `not-implemented`;
+3. with `Content-Length`: the declared length against the kind's **plaintext** limit (413
+   `too-large`), **before** the body is read;
+4. while reading: no more than `Content-Length` (400 `length-mismatch`), no more than the limit
+   (413 `too-large`, also for chunked bodies), no stall longer than
+   `server.body_idle_timeout_s` (408); at the end: exact length (400 `length-mismatch`);
+5. the type, sniffed from the magic bytes (never from a file name or `Content-Type`), against
+   the kind's allow-list (415 `media-type-not-allowed`; the detail names the sniffed type):
+   - `image`: JPEG, PNG, WebP, GIF
+   - `sticker`: WebP
+   - `voice`: Ogg Opus
+   - `audio`: AAC, M4A, MP3, AMR, Ogg (Opus or Vorbis), WAV, FLAC
+   - `video`: MP4, 3GP
+   - `document`: any type
+6. decoding, in a sandboxed worker process (bounded memory, CPU time and wall-clock time; no
+   network, no exec): an image declaring more than `media.max_pixels` (50000000) pixels or a
+   side longer than `media.max_dimension` (16384) is refused from its header, before decoding,
+   as is audio or video lasting longer than `media.max_duration_s` (14400) (422
+   `media-limits-exceeded`); truncated, corrupt or hostile input, and a worker that crashes,
+   runs out of memory or misses its deadline, answer 422 `media-undecodable`; when every one of
+   the `media.workers` stays busy for `media.queue_wait_ms`, 503 `media-busy` (`Retry-After`);
+7. photos (`image`, `sticker`): EXIF, XMP, GPS and other embedded metadata are removed and
+   listed in `removed`; other kinds are sealed byte for byte as received;
+8. sealing under a fresh key and storing (503 `storage-unavailable` if the store fails).
+
+Default plaintext limits per kind (bytes, `limits.seal.*`): image 5242880 (5 MiB), sticker
+512000, voice, audio and video 16777216 (16 MiB), document 104857600 (100 MiB).
+
+The answer is **201** with `Location: /v1/media/{id}`, `Cache-Control: no-store` and a
+`SealedMedia` body: the media (`id`, `kind`, `format`, `created_at`, `expires_at`), what the
+recipient's client needs to fetch and open it (`key`, plaintext `size` and `sha256`, blob
+`enc_size` and `enc_sha256`, WhatsApp `sidecar`), what the pipeline learned (`mime`,
+dimensions, duration, waveform, thumbnail, ...) and the same as a `descriptor`. Deduplication
+works as for sealed uploads, but a fresh key makes a fresh blob, so a repeated seal-for-me
+upload is a new media: 200 (with the same headers, for the existing media) would need an
+identical blob and practically never happens.
+
+The plaintext exists only in a private temporary directory (`media.tmp_dir`) while the request
+runs, and is removed when it ends, however it ends. The stored media is an ordinary one: `GET
+/v1/media/{id}` shows its `MediaInfo` (`size` = `enc_size`, `sha256` = `enc_sha256`), tokens
+and downloads work as for sealed uploads, and what is downloaded is the sealed blob.
 """
+
+
+# ---------------------------------------------------------------- seal-for-me (?seal=)
+
+B64_32 = "^[A-Za-z0-9+/]{43}=$"  # 32 bytes, standard base64 with padding
+B64_KEY = "^(?:[A-Za-z0-9+/]{43}=|[A-Za-z0-9+/]{86}==)$"  # 32 (WhatsApp) or 64 (Signal) bytes
+HEX_32 = "^[0-9a-f]{64}$"
+
+# src/pipeline/mod.rs `Analysis` (flattened into `SealedMedia`, and a descriptor's `metadata`).
+# Optional members are omitted when unknown, never `null`.
+ANALYSIS_REQUIRED = ["sniffed", "mime", "removed"]
+ANALYSIS_PROPS = {
+    "sniffed": {"type": "string",
+                "description": "The type sniffed from the file's magic bytes, as a short stable name, "
+                               "e.g. `jpeg`, `png`, `webp`, `gif`, `ogg-opus`, `mp3`, `mp4`, `pdf`.",
+                "example": "jpeg"},
+    "mime": {"type": "string",
+             "description": "MIME type of the sniffed type (never taken from the request).",
+             "example": "image/jpeg"},
+    "width": {"type": "integer", "format": "int32", "minimum": 0,
+              "description": "Width in pixels (images and stickers; video when known)."},
+    "height": {"type": "integer", "format": "int32", "minimum": 0,
+               "description": "Height in pixels (images and stickers; video when known)."},
+    "duration_ms": {"type": "integer", "format": "int64", "minimum": 0,
+                    "description": "Duration in milliseconds (audio, voice, video)."},
+    "waveform": {"type": "array", "minItems": 64, "maxItems": 64,
+                 "items": {"type": "integer", "minimum": 0, "maximum": 100},
+                 "description": "Voice notes: 64 amplitude values, 0-100, like WhatsApp's waveform."},
+    "thumbnail": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/jpeg",
+                  "description": "A small JPEG preview (longest side `media.thumb_side`, 100 pixels "
+                                 "by default), standard base64."},
+    "blurhash": {"type": "string", "description": "BlurHash placeholder of the image.",
+                 "example": "LEHV6nWB2yk8pyo0adR*.7kCMdnj"},
+    "animated": {"type": "boolean", "description": "Images and stickers: whether the image is animated."},
+    "audio": ref("schemas", "AudioInfo"),
+    "video": ref("schemas", "VideoInfo"),
+    "removed": {"type": "array", "items": {"type": "string"},
+                "description": "Metadata removed from the file before sealing, e.g. `exif`, `xmp`, "
+                               "`gps`. Only photos (`image`, `sticker`) are cleaned; empty when "
+                               "nothing was removed, and then the plaintext was sealed byte for "
+                               "byte as received.",
+                "example": ["exif", "gps"]},
+}
+
+ANALYSIS_PRESENCE = """\
+`sniffed`, `mime` and `removed` are always present; every other member is present only when the
+pipeline learned it for this media (absent, never `null`):
+
+- images and stickers: `width`, `height`, `thumbnail`, `blurhash`, `animated`;
+- audio: `duration_ms`, `audio`; voice notes also `waveform`;
+- video: `duration_ms`, `video`, and `width`, `height`, `thumbnail` when known;
+- documents: none.\
+"""
+
+
+def _digest(label):
+    d = hashlib.sha256(label.encode()).digest()
+    return d.hex(), base64.b64encode(d).decode()
+
+
+def _wa_blob_length(n):
+    return (n // 16 + 1) * 16 + 10
+
+
+def _sealed_example(mid, kind, mime, size, key, analysis, sidecar=None):
+    plain_hex, plain_b64 = _digest(f"{mid} plaintext")
+    enc_hex, enc_b64 = _digest(f"{mid} blob")
+    enc_size = _wa_blob_length(size)
+    ex = {"id": mid, "kind": kind, "format": "whatsapp", "mime": mime, "size": size,
+          "sha256": plain_hex, "enc_size": enc_size, "enc_sha256": enc_hex, "key": key}
+    ex.update(analysis)
+    if sidecar:
+        ex["sidecar"] = sidecar
+    ex["created_at"] = "2026-11-24T15:33:06Z"
+    ex["expires_at"] = "2026-12-24T15:33:06Z"
+    desc = {"format": "whatsapp", "kind": kind, "mime": mime, "key": key,
+            "file_sha256": plain_b64, "file_enc_sha256": enc_b64,
+            "file_length": size, "blob_length": enc_size}
+    if sidecar:
+        desc["sidecar"] = sidecar
+    desc["metadata"] = analysis
+    ex["descriptor"] = desc
+    return ex
+
+
+SEALED_IMAGE_EXAMPLE = _sealed_example(
+    "9b1c6a7e0f3d4c2b8a5e1f7d6c3b2a19", "image", "image/jpeg", 48213,
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    {"sniffed": "jpeg", "mime": "image/jpeg", "width": 1600, "height": 1200,
+     "thumbnail": "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8U…",
+     "blurhash": "LEHV6nWB2yk8pyo0adR*.7kCMdnj", "removed": ["exif", "gps"]},
+)
+SEALED_VOICE_EXAMPLE = _sealed_example(
+    "27e4d0c1b9a84f6e93d2c5b1a0f8e7d6", "voice", "audio/ogg", 23000,
+    "IB8eHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=",
+    {"sniffed": "ogg-opus", "mime": "audio/ogg", "duration_ms": 7420,
+     "waveform": [0, 3, 8, 15, 22, 30, 41, 55, 63, 70, 66, 58, 47, 39, 35, 42,
+                  56, 71, 85, 93, 100, 94, 80, 62, 48, 37, 29, 33, 45, 60, 74, 81,
+                  77, 69, 54, 40, 31, 26, 35, 49, 63, 72, 68, 57, 44, 36, 28, 21,
+                  25, 34, 46, 52, 49, 41, 33, 26, 19, 14, 10, 7, 5, 3, 1, 0],
+     "audio": {"codec": "opus", "sample_rate": 48000, "channels": 1}, "removed": []},
+    sidecar="q83vASNFZ4mrzQ==",
+)
+
+MEDIA_INFO_EXAMPLE = {
+    "id": "4f39a752c91a0cf4f2b61c5151ce9280",
+    "kind": "document",
+    "format": "opaque",
+    "size": 1000,
+    "sha256": "c0310420ff0961ac6c05b9ed13258fb04ced412e26e3f4dc99035833beac040a",
+    "created_at": "2026-11-24T15:33:06Z",
+    "expires_at": "2026-12-24T15:33:06Z",
+}
+
+UPLOAD_RESULT = {
+    "description": "`MediaInfo` for a sealed upload; `SealedMedia` for seal-for-me (`?seal=`).",
+    "oneOf": [ref("schemas", "MediaInfo"), ref("schemas", "SealedMedia")],
+}
+UPLOAD_EXAMPLES = {
+    "sealed": {"summary": "Sealed upload: `MediaInfo`", "value": MEDIA_INFO_EXAMPLE},
+    "sealForMeImage": {"summary": "Seal-for-me (`?seal=whatsapp`, `X-Media-Kind: image`): "
+                                  "`SealedMedia` of a photo whose EXIF and GPS data were removed",
+                       "value": SEALED_IMAGE_EXAMPLE},
+    "sealForMeVoice": {"summary": "Seal-for-me (`?seal=whatsapp`, `X-Media-Kind: voice`): "
+                                  "`SealedMedia` of a voice note",
+                       "value": SEALED_VOICE_EXAMPLE},
+}
+
+
+def seal_schemas():
+    """Schemas of the seal-for-me answer: `SealedMedia`, `Analysis` and its parts, `Descriptor`."""
+    created = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC, whole seconds."}
+    sealed_props = {
+        "id": {"type": "string", "pattern": "^[0-9a-f]{32}$",
+               "description": "Media id (as for any upload: from partner, kind, format and the "
+                              "blob's SHA-256)."},
+        "kind": ref("schemas", "MediaKind"),
+        "format": {"type": "string", "enum": ["whatsapp", "signal"],
+                   "description": "The format the plaintext was sealed in: the `seal` parameter."},
+        "mime": ANALYSIS_PROPS["mime"] | {
+            "description": "MIME type of the sniffed type (WhatsApp `mimetype`, Signal "
+                           "`contentType`); never taken from the request."},
+        "size": {"type": "integer", "format": "int64", "minimum": 0,
+                 "description": "Plaintext length in bytes as sealed, i.e. after metadata removal "
+                                "(WhatsApp `fileLength`, Signal `size`)."},
+        "sha256": {"type": "string", "pattern": HEX_32,
+                   "description": "SHA-256 of the plaintext as sealed, lower-case hex (WhatsApp "
+                                  "`fileSha256`, Signal `plaintextHash`)."},
+        "enc_size": {"type": "integer", "format": "int64", "minimum": 0,
+                     "description": "Length of the stored sealed blob, which downloads return "
+                                    "(`MediaInfo.size`)."},
+        "enc_sha256": {"type": "string", "pattern": HEX_32,
+                       "description": "SHA-256 of the sealed blob, lower-case hex (WhatsApp "
+                                      "`fileEncSha256`, Signal `digest`; `MediaInfo.sha256` and "
+                                      "the download ETag)."},
+        "key": {"type": "string", "pattern": B64_KEY, "contentEncoding": "base64",
+                "description": "The media key, standard base64: 32 bytes for `whatsapp` "
+                               "(`mediaKey`), 64 bytes for `signal` (AES-256 key || HMAC-SHA256 "
+                               "key). Fresh for every upload and returned only here: the service "
+                               "does not store or log it, so without it the media cannot be "
+                               "opened. Treat the whole answer as secret."},
+    }
+    sealed_props.update({k: v for k, v in ANALYSIS_PROPS.items() if k != "mime"})
+    sealed_props.update({
+        "sidecar": {"type": "string", "contentEncoding": "base64",
+                    "description": "`whatsapp` video, audio and voice only: the streaming sidecar "
+                                   "(`streamingSidecar`, 10 bytes per 64 KiB window of the blob), "
+                                   "standard base64."},
+        "created_at": created,
+        "expires_at": created | {
+            "description": "End of retention: `retention.ttl_s` seconds after upload (30 days by "
+                           "default); afterwards the media answers 410."},
+        "descriptor": ref("schemas", "Descriptor"),
+    })
+    return {
+        "SealedMedia": {
+            "type": "object",
+            "description": "The answer to a seal-for-me upload: what the gateway puts into its "
+                           "end-to-end encrypted message so the recipient can download (with a "
+                           "token), verify and open the media. Contains the media key: "
+                           "`Cache-Control: no-store`, and the service keeps no copy.\n\n"
+                           "`sniffed` through `removed` (all but `sidecar`) are what the media "
+                           "pipeline learned about the plaintext (schema `Analysis`), flattened "
+                           "into this object. " + ANALYSIS_PRESENCE + "\n\n"
+                           "`descriptor` repeats it in the form `interop-media open --descriptor` "
+                           "reads (binary fields base64 there, `metadata` = the `Analysis`); a "
+                           "Signal video's incremental MAC is only there.",
+            "required": ["id", "kind", "format", "mime", "size", "sha256", "enc_size",
+                         "enc_sha256", "key", "sniffed", "removed", "created_at", "expires_at",
+                         "descriptor"],
+            "additionalProperties": False,
+            "properties": sealed_props,
+            "example": SEALED_IMAGE_EXAMPLE,
+        },
+        "Analysis": {
+            "type": "object",
+            "description": "What the seal-for-me media pipeline learned about a plaintext media "
+                           "and what it removed from it. Flattened into `SealedMedia`; the "
+                           "`metadata` of its `descriptor`.\n\n"
+                           + ANALYSIS_PRESENCE,
+            "required": ANALYSIS_REQUIRED,
+            "additionalProperties": False,
+            "properties": ANALYSIS_PROPS,
+        },
+        "AudioInfo": {
+            "type": "object",
+            "description": "Audio stream facts (audio and voice).",
+            "required": ["codec", "sample_rate", "channels"],
+            "additionalProperties": False,
+            "properties": {
+                "codec": {"type": "string", "description": "e.g. `opus`, `aac`, `mp3`, `amr-nb`, `vorbis`."},
+                "sample_rate": {"type": "integer", "format": "int32", "minimum": 0,
+                                "description": "Samples per second."},
+                "channels": {"type": "integer", "minimum": 0},
+            },
+        },
+        "VideoInfo": {
+            "type": "object",
+            "description": "Video container facts (MP4, 3GP).",
+            "required": ["brand", "video_codec", "audio_codec", "rotation", "fast_start"],
+            "additionalProperties": False,
+            "properties": {
+                "brand": {"type": "string",
+                          "description": "Major brand of the `ftyp` box, e.g. `isom`, `mp42`, `3gp4`."},
+                "video_codec": {"type": ["string", "null"],
+                                "description": "Sample entry of the video track, e.g. `avc1`, "
+                                               "`hvc1`; `null` when there is none."},
+                "audio_codec": {"type": ["string", "null"],
+                                "description": "Sample entry of the first audio track, e.g. "
+                                               "`mp4a`; `null` when there is none."},
+                "rotation": {"type": "integer", "enum": [0, 90, 180, 270],
+                             "description": "Clockwise rotation from the video track's matrix."},
+                "fast_start": {"type": "boolean",
+                               "description": "Whether `moov` precedes `mdat` (playback can start "
+                                              "before the download ends)."},
+            },
+        },
+        "Descriptor": {
+            "type": "object",
+            "description": "What a recipient needs to verify and open one sealed attachment, in "
+                           "the JSON shape `interop-media prepare` prints and `interop-media open "
+                           "--descriptor` reads. Binary fields are standard base64 with padding "
+                           "(unlike `SealedMedia`, whose digests are hex); `open` also accepts "
+                           "URL-safe and unpadded base64, and the aliases `digest` for "
+                           "`file_enc_sha256` and `size` for `file_length`. Contains the key: "
+                           "treat as secret.\n\n"
+                           "For `signal`, `file_enc_sha256` is Signal's `digest`, `file_length` its "
+                           "(unpadded) `size`, `file_sha256` its `plaintextHash`, and "
+                           "`incremental_mac` / `chunk_size` are set for streamable video.",
+            "required": ["format", "kind", "key", "file_sha256", "file_enc_sha256",
+                         "file_length", "blob_length"],
+            "additionalProperties": False,
+            "dependentRequired": {"incremental_mac": ["chunk_size"],
+                                  "chunk_size": ["incremental_mac"]},
+            "properties": {
+                "format": {"type": "string", "enum": ["whatsapp", "signal"]},
+                "kind": ref("schemas", "MediaKind"),
+                "mime": {"type": "string", "description": "MIME type, when known (seal-for-me: always)."},
+                "key": {"type": "string", "pattern": B64_KEY, "contentEncoding": "base64",
+                        "description": "The media key: 32 bytes (`whatsapp`) or 64 bytes (`signal`)."},
+                "file_sha256": {"type": "string", "pattern": B64_32, "contentEncoding": "base64",
+                                "description": "SHA-256 of the plaintext (`fileSha256`, Signal "
+                                               "`plaintextHash`)."},
+                "file_enc_sha256": {"type": "string", "pattern": B64_32, "contentEncoding": "base64",
+                                    "description": "SHA-256 of the blob (`fileEncSha256`, Signal "
+                                                   "`digest`)."},
+                "file_length": {"type": "integer", "format": "int64", "minimum": 0,
+                                "description": "Plaintext length in bytes (`fileLength`, Signal `size`)."},
+                "blob_length": {"type": "integer", "format": "int64", "minimum": 0,
+                                "description": "Blob length in bytes (what is stored and downloaded)."},
+                "sidecar": {"type": "string", "contentEncoding": "base64",
+                            "description": "`whatsapp` only: streaming sidecar, 10 bytes per 64 KiB "
+                                           "window (video, audio, voice)."},
+                "incremental_mac": {"type": "string", "contentEncoding": "base64",
+                                    "description": "`signal` only: incremental MAC, concatenated "
+                                                   "32-byte HMAC-SHA256 digests (with `chunk_size`)."},
+                "chunk_size": {"type": "integer", "format": "int32", "minimum": 1,
+                               "description": "`signal` only: chunk size in bytes of `incremental_mac`."},
+                "metadata": ref("schemas", "Analysis") | {
+                    "description": "Media metadata for the recipient; from seal-for-me, the "
+                                   "`Analysis`."},
+            },
+        },
+    }
 
 
 # ---------------------------------------------------------------- tus 1.0 (/v1/uploads/)
@@ -674,42 +1022,53 @@ def build():
         "post": {
             "tags": ["gateway"],
             "operationId": "uploadMedia",
-            "summary": "Upload a sealed (end-to-end encrypted) attachment",
+            "summary": "Upload a sealed (end-to-end encrypted) attachment, or plaintext to seal (`?seal=`)",
             "description": UPLOAD_DESC,
-            "security": [{"partnerKey": ["upload"]}],
+            # Alternatives: scope `upload` for a sealed upload, scope `seal` with `?seal=`.
+            "security": [{"partnerKey": ["upload"]}, {"partnerKey": ["seal"]}],
             "parameters": [
                 {
                     "name": "seal",
                     "in": "query",
                     "required": False,
-                    "description": "Seal-for-me upload of plaintext in this E2EE attachment format "
-                                   "(scope `seal`). **Not implemented in this release:** without "
-                                   "the scope any value answers 403 `forbidden`; with it, a value "
-                                   "outside the enum answers 400 `invalid-field` and a valid one "
-                                   "501 `not-implemented`.",
+                    "description": "Present: a **seal-for-me** upload (scope `seal`): the body is "
+                                   "plaintext, which the service seals in this E2EE attachment "
+                                   "format under a fresh key; the answer is a `SealedMedia`. "
+                                   "Absent: a sealed upload (scope `upload`). Any value answers 403 "
+                                   "`forbidden` without scope `seal`; with it, a value outside the "
+                                   "enum answers 400 `invalid-field`. Given twice: 400 "
+                                   "`invalid-field` (field `query`).",
                     "schema": {"type": "string", "enum": ["whatsapp", "signal"]},
                 },
                 {
                     "name": "X-Media-Kind",
                     "in": "header",
                     "required": True,
-                    "description": "What the attachment is; selects the size limit.",
+                    "description": "What the attachment is; selects the size limit (and, for "
+                                   "seal-for-me, the allowed types and what is learned from the "
+                                   "media). Missing or not visible ASCII: 400 `missing-header`; "
+                                   "another value: 400 `unknown-kind`.",
                     "schema": ref("schemas", "MediaKind"),
                 },
                 {
                     "name": "X-Media-Format",
                     "in": "header",
-                    "required": True,
-                    "description": "The E2EE attachment format the blob is in; selects the structure check.",
+                    "required": False,
+                    "description": "The E2EE attachment format the blob is in; selects the structure "
+                                   "check. **Required for a sealed upload** (400 `missing-header`, "
+                                   "`unknown-format`); ignored with `?seal=` (the format is `seal`).",
                     "schema": ref("schemas", "MediaFormat"),
                 },
                 {
                     "name": "X-Media-Sha256",
                     "in": "header",
-                    "required": True,
+                    "required": False,
                     "description": "SHA-256 of the blob as sent (WhatsApp's `fileEncSha256`, Signal's "
                                    "`digest`): 64 hex digits (either case), or 43 base64 characters "
-                                   "(standard or URL-safe alphabet) with optional `=` padding.",
+                                   "(standard or URL-safe alphabet) with optional `=` padding. "
+                                   "**Required for a sealed upload** (400 `missing-header`, "
+                                   "`malformed-digest`); ignored with `?seal=` (the service computes "
+                                   "the digests and returns them).",
                     "schema": {
                         "type": "string",
                         "pattern": "^(?:[0-9A-Fa-f]{64}|[A-Za-z0-9+/]{43}=?|[A-Za-z0-9_-]{43}=?)$",
@@ -720,32 +1079,43 @@ def build():
                     "name": "Content-Length",
                     "in": "header",
                     "required": False,
-                    "description": "Length of the blob. Send it when known: it lets the service "
-                                   "refuse an oversized or malformed upload (413/422) before the "
-                                   "body is sent. Without it, use `Transfer-Encoding: chunked`.",
+                    "description": "Length of the body (the blob; with `?seal=`, the plaintext). Send "
+                                   "it when known: it lets the service refuse an oversized or "
+                                   "malformed upload (413/422; with `?seal=`, 413) before the body "
+                                   "is sent. Without it, use `Transfer-Encoding: chunked`.",
                     "schema": {"type": "integer", "format": "int64", "minimum": 0},
                 },
                 ref("parameters", "X-Request-Id"),
             ],
             "requestBody": {
                 "required": True,
-                "description": "The sealed blob, byte for byte as the recipient will download it.",
+                "description": "Sealed upload: the sealed blob, byte for byte as the recipient will "
+                               "download it. Seal-for-me (`?seal=`): the **plaintext** file (its type "
+                               "is sniffed from its bytes; `Content-Type` is not checked in either "
+                               "mode).",
                 "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
             },
             "responses": {
                 "201": {
-                    "description": "Stored: a new media.",
-                    "headers": hdrs("Location"),
-                    "content": {"application/json": {"schema": ref("schemas", "MediaInfo")}},
+                    "description": "Stored: a new media. Sealed upload: its `MediaInfo`. "
+                                   "Seal-for-me: a `SealedMedia` (the media plus the key and what "
+                                   "the recipient needs to open it), with `Cache-Control: no-store`.",
+                    "headers": hdrs("Location", "Cache-Control-Sealed"),
+                    "content": {"application/json": {"schema": UPLOAD_RESULT, "examples": UPLOAD_EXAMPLES}},
                 },
                 "200": {
                     "description": "The same blob (same partner, kind, format and SHA-256) is already "
-                                   "stored and retained: the existing media, nothing stored again.",
-                    "headers": hdrs(),
-                    "content": {"application/json": {"schema": ref("schemas", "MediaInfo")}},
+                                   "stored and retained: the existing media, nothing stored again. "
+                                   "Sealed upload: its `MediaInfo`, without `Location`. Seal-for-me "
+                                   "(practically never: a fresh key makes a fresh blob): a "
+                                   "`SealedMedia` with `Location` and `Cache-Control: no-store`, as "
+                                   "for 201.",
+                    "headers": hdrs("Location", "Cache-Control-Sealed"),
+                    "content": {"application/json": {"schema": UPLOAD_RESULT}},
                 },
                 **errors(
-                    ("A request header is missing or malformed, the query string is malformed "
+                    ("A request header is missing or malformed (with `?seal=` only `X-Media-Kind` "
+                     "and `Content-Length` are read), the query string is malformed "
                      "(for example `seal` given twice: `invalid-field`, field `query`) or `seal` is "
                      "not `whatsapp` or `signal` (`invalid-field`, field `seal`), or the body did "
                      "not match `Content-Length` or could not be read (these two carry "
@@ -756,15 +1126,25 @@ def build():
                     R401,
                     ("The API key lacks scope `upload` (or `seal` when `?seal` is given).", ["forbidden"]),
                     ("The body stalled longer than the idle timeout.", ["body-timeout"], ["Connection"]),
-                    ("The declared or received length exceeds the kind's limit.", ["too-large"], ["Connection"]),
-                    ("The blob does not match its declared digest or format; nothing was stored.",
-                     ["digest-mismatch", "format-invalid"]),
+                    ("The declared or received length exceeds the kind's limit (sealed upload: "
+                     "`limits.sealed.*`; seal-for-me: the plaintext limit `limits.seal.*`).",
+                     ["too-large"], ["Connection"]),
+                    ("Seal-for-me: the type sniffed from the body is not allowed for `X-Media-Kind` "
+                     "(the detail names it); nothing was stored.", ["media-type-not-allowed"]),
+                    ("Nothing was stored. Sealed upload: the blob does not match its declared "
+                     "digest (`digest-mismatch`) or format (`format-invalid`). Seal-for-me: the "
+                     "media exceeds the pixel or duration limits (`media-limits-exceeded`), or "
+                     "could not be decoded: corrupt, truncated or hostile input, or a worker that "
+                     "crashed, ran out of memory or time (`media-undecodable`).",
+                     ["digest-mismatch", "format-invalid", "media-limits-exceeded",
+                      "media-undecodable"]),
                     R500,
-                    ("Seal-for-me upload (`?seal=whatsapp|signal`, with scope `seal`) is not "
-                     "available in this release.", ["not-implemented"], None, None,
-                     "seal-for-me upload is not available in this release"),
-                    ("The object store is unavailable, or this replica is shutting down; retry later.",
-                     ["storage-unavailable", "shutting-down"], ["Retry-After"]),
+                    ("Seal-for-me is turned off in this deployment (`media.workers = 0`). "
+                     "Answered after the scope, `seal`, `X-Media-Kind` and `Content-Length` checks, "
+                     "before the body is read.", ["not-implemented"]),
+                    ("The object store is unavailable, this replica is shutting down, or "
+                     "(seal-for-me) every media worker is busy; retry later.",
+                     ["storage-unavailable", "shutting-down", "media-busy"], ["Retry-After"]),
                 ),
             },
         }
@@ -991,16 +1371,9 @@ def build():
                                "description": "End of retention: `retention.ttl_s` seconds after upload (2592000, "
                                               "30 days, by default); afterwards the media answers 410."},
             },
-            "example": {
-                "id": "4f39a752c91a0cf4f2b61c5151ce9280",
-                "kind": "document",
-                "format": "opaque",
-                "size": 1000,
-                "sha256": "c0310420ff0961ac6c05b9ed13258fb04ced412e26e3f4dc99035833beac040a",
-                "created_at": "2026-11-24T15:33:06Z",
-                "expires_at": "2026-12-24T15:33:06Z",
-            },
+            "example": MEDIA_INFO_EXAMPLE,
         },
+        **seal_schemas(),
         "MintRequest": {
             "type": "object",
             "required": ["audience"],
@@ -1048,7 +1421,7 @@ def build():
         },
         "Retry-After": {
             "description": "Seconds to wait before retrying (always `5` today). Sent with every 503 "
-                           "problem (`storage-unavailable`, `shutting-down`).",
+                           "problem (`storage-unavailable`, `shutting-down`, `media-busy`).",
             "schema": {"type": "integer", "minimum": 0, "example": 5},
         },
         "WWW-Authenticate": {
@@ -1069,7 +1442,8 @@ def build():
         "Cache-Control": {"description": "Always `private`.", "schema": {"type": "string", "const": "private"}},
         "Cache-Control-Problem": {"description": "Always `no-store`, on every problem answer.",
                                   "schema": {"type": "string", "const": "no-store"}},
-        "Location": {"description": "`/v1/media/{id}`: the new media (relative reference).",
+        "Location": {"description": "`/v1/media/{id}`: the new media (relative reference); on a "
+                                    "seal-for-me 200, the existing one.",
                      "schema": {"type": "string", "pattern": "^/v1/media/[0-9a-f]{32}$"}},
         "Allow": {"description": "The methods the path serves, e.g. `POST` or `GET, DELETE`.",
                   "schema": {"type": "string"}, "example": "GET, DELETE"},
@@ -1126,6 +1500,9 @@ def build():
                             "schema": {"type": "string", "pattern": "/v1/uploads/[0-9a-f]{32}$"}},
         "Cache-Control-No-Store": {"description": "Always `no-store`: upload state must not be cached.",
                                    "schema": {"type": "string", "const": "no-store"}},
+        "Cache-Control-Sealed": {"description": "`no-store` on seal-for-me answers (the body carries "
+                                                "the media key); absent on sealed uploads.",
+                                 "schema": {"type": "string", "const": "no-store"}},
     }
 
     parameters = {
@@ -1255,7 +1632,15 @@ creation (`Upload-Expires`, 86400 s by default) and then answer 410; `interop-me
 removes expired uploads (finished or not; a finished upload answers `HEAD` with its
 `Media-Id` until then), aborts their multipart uploads, and removes terminated ones.
 
-Not in this release: seal-for-me upload (`?seal=`, 501).
+**Seal-for-me uploads.** With `POST /v1/media?seal=whatsapp|signal` and scope `seal`, a gateway
+sends the plaintext attachment instead of a sealed blob. The service sniffs its type against
+the kind's allow-list, decodes it in a sandboxed worker process to learn what the recipient's
+client shows (dimensions, duration, waveform, thumbnail, blurhash), removes EXIF, XMP, GPS and
+other metadata from photos, seals it in the requested format under a fresh key and stores the
+sealed blob as an ordinary media. The key and everything the gateway puts into its end-to-end
+encrypted message come back in the answer (`SealedMedia`), never stored by the service. The
+plaintext lives only in a private temporary directory for the duration of the request.
+Deployments with `media.workers = 0` answer 501 `not-implemented`.
 """
 
     doc = {

@@ -44,7 +44,6 @@ pub struct SealedMedia {
     pub id: String,
     pub kind: MediaKind,
     pub format: MediaFormat,
-    pub mime: String,
     /// Plaintext length (WhatsApp `fileLength`, Signal `size`), after cleaning.
     pub size: u64,
     /// SHA-256 of the plaintext, hex (`fileSha256`, Signal `plaintextHash`).
@@ -54,6 +53,7 @@ pub struct SealedMedia {
     pub enc_sha256: String,
     /// The media key (WhatsApp: 32 bytes; Signal: 64 bytes), base64.
     pub key: String,
+    /// `sniffed`, `mime`, dimensions, duration, waveform, thumbnail, … (flattened).
     #[serde(flatten)]
     pub analysis: Analysis,
     /// WhatsApp streaming sidecar, base64.
@@ -139,7 +139,6 @@ fn describe(info: MediaInfo, analysis: Analysis, desc: Descriptor) -> SealedMedi
         id: info.id,
         kind: info.kind,
         format: info.format,
-        mime: analysis.mime.clone(),
         size: desc.file_length,
         sha256: hex::encode(desc.file_sha256),
         enc_size: desc.blob_length,

@@ -154,6 +154,13 @@ fn every_error() -> Vec<ApiError> {
         ApiError::ChecksumMismatch,
         ApiError::TusVersion,
         ApiError::UnsupportedContentType("application/offset+octet-stream"),
+        ApiError::MediaTypeNotAllowed {
+            kind: "image".into(),
+            sniffed: "pdf".into(),
+        },
+        ApiError::MediaLimits("20000x20000 exceeds the image limits".into()),
+        ApiError::MediaUndecodable,
+        ApiError::MediaBusy,
         ApiError::StorageUnavailable,
         ApiError::ShuttingDown,
         ApiError::Internal,

@@ -662,6 +662,12 @@ impl<'a> Writer<'a> {
                 lease.keep(self.state, &self.uid).await?;
                 guard.seq = lease.seq;
                 let part = self.sealed.split_to(part_size).freeze();
+                // The part keeps its allocation until it is uploaded. Give the rest a fresh
+                // buffer of full size: left as is it would regrow by doubling for every part,
+                // which measured about three times the memory of a single upload.
+                let mut fresh = BytesMut::with_capacity(part_size + (64 << 10) + 64);
+                fresh.extend_from_slice(&self.sealed);
+                self.sealed = fresh;
                 self.put_part(part).await?;
             }
         }
