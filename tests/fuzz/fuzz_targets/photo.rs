@@ -1,0 +1,6 @@
+//! Fuzz target: `pipeline::photo::fuzz_entry` on arbitrary bytes (must never panic or hang).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    interop_media::pipeline::photo::fuzz_entry(data);
+});
