@@ -661,6 +661,9 @@ impl<'a> Writer<'a> {
             while self.sealed.len() >= part_size {
                 lease.keep(self.state, &self.uid).await?;
                 guard.seq = lease.seq;
+                // Wait for a free upload slot before cutting the part, so at most
+                // `upload_concurrency` parts plus the one being filled are in memory.
+                self.make_room().await?;
                 let part = self.sealed.split_to(part_size).freeze();
                 // The part keeps its allocation until it is uploaded. Give the rest a fresh
                 // buffer of full size: left as is it would regrow by doubling for every part,
@@ -679,9 +682,7 @@ impl<'a> Writer<'a> {
             self.multipart = self.state.parts.begin(&self.target).await?;
             self.started_multipart = self.multipart.is_some();
         }
-        while self.in_flight.len() >= self.state.settings.storage.upload_concurrency.max(1) {
-            self.join_one().await?;
-        }
+        self.make_room().await?;
         let idx = self.parts.len();
         self.parts.push(String::new());
         let parts = self.state.parts.clone();
@@ -694,6 +695,14 @@ impl<'a> Writer<'a> {
             let r = parts.put(&uid, &target, mp.as_deref(), idx, data).await;
             (idx, r)
         });
+        Ok(())
+    }
+
+    /// Wait while `upload_concurrency` parts are in flight.
+    async fn make_room(&mut self) -> Result<(), ApiError> {
+        while self.in_flight.len() >= self.state.settings.storage.upload_concurrency.max(1) {
+            self.join_one().await?;
+        }
         Ok(())
     }
 

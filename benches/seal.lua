@@ -1,0 +1,23 @@
+-- wrk script for benches/seal_load.sh: POST /v1/media?seal=whatsapp with one photo.
+-- Every request gets a fresh media key from the service, so no two stored blobs are equal
+-- and deduplication never short-cuts the work. Env: KEY (partner key), PHOTO (file path).
+local f = assert(io.open(os.getenv("PHOTO"), "rb"))
+local body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.path = "/v1/media?seal=whatsapp"
+wrk.body = body
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("KEY")
+wrk.headers["X-Media-Kind"] = "image"
+wrk.headers["Content-Type"] = "image/jpeg"
+
+local statuses = {}
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  for s, n in pairs(statuses) do
+    io.write(string.format("status %d: %d\n", s, n))
+  end
+end
