@@ -1993,6 +1993,64 @@ mod tests {
         }
     }
 
+    /// Random byte flips and cuts of valid files with metadata: the structure walkers and the
+    /// decoders behind them must answer every variant without panicking. A cheap stand-in for
+    /// the fuzz targets; `PHOTO_MUTATIONS` raises the count.
+    #[test]
+    fn mutated_files_never_panic() {
+        let rounds: usize = std::env::var("PHOTO_MUTATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(150);
+        let small = Limits {
+            max_pixels: 1 << 20,
+            ..Limits::default()
+        };
+        let samples: Vec<Vec<u8>> = vec![
+            with_segments(
+                &jpeg_bytes(&pattern(24, 16), 90),
+                &[exif_app1(Some(6), true), segment(0xFE, b"c")],
+            ),
+            insert_png_chunks(
+                &png_bytes(&rgba_pattern(12, 9)),
+                &[
+                    png_chunk(b"eXIf", &exif_tiff(Some(3), true)),
+                    png_chunk(b"tEXt", b"a\0b"),
+                ],
+            ),
+            riff_webp(&[
+                (b"VP8X", &vp8x(0x10 | VP8X_EXIF, 12, 9)),
+                (b"VP8L", &vp8l_payload(&webp_lossless(&rgba_pattern(12, 9)))),
+                (b"EXIF", &exif_tiff(Some(6), true)),
+            ]),
+            animated_webp(8, 8),
+            gif_bytes(&[rgba_pattern(6, 5), rgba_pattern(6, 5)]),
+        ];
+        let mut x = 0xD1B5_4A32_D192_ED03u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for sample in &samples {
+            let sniffed = sniff::sniff(sample);
+            for _ in 0..rounds {
+                let mut m = sample.clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() % m.len() as u64) as usize;
+                    m[at] = next() as u8;
+                }
+                if next() % 4 == 0 {
+                    m.truncate((next() % m.len() as u64) as usize);
+                }
+                for sticker in [false, true] {
+                    let _ = analyze_bytes(&m, &sniffed, sticker, &small);
+                }
+            }
+        }
+    }
+
     /// 12-megapixel JPEG (noise + gradient, quality 90) → thumbnail, as the issue benchmarks
     /// against `vipsthumbnail`. Run with
     /// `cargo test --release --lib photo::tests::bench_thumbnail_12mp -- --ignored --nocapture`;
