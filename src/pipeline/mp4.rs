@@ -21,8 +21,8 @@ pub const MAX_BOXES: u32 = 100_000;
 pub const MAX_DEPTH: u32 = 8;
 
 /// Most payload bytes read from any one leaf box: enough for `tkhd` v1 (92 bytes) and the head
-/// of the first `stsd` entry, never a whole box.
-const PAYLOAD_WINDOW: usize = 128;
+/// of the first `stsd` entry with its `esds` (about 100 bytes), never a whole box.
+const PAYLOAD_WINDOW: usize = 256;
 
 fn bad(msg: &str) -> MediaError {
     MediaError::Undecodable(msg.to_string())
@@ -413,6 +413,93 @@ fn rotation(a: i32, b: i32) -> u16 {
     }
 }
 
+/// Sample rate and channels from an `esds` body (after its full-box header): ES_Descriptor →
+/// DecoderConfigDescriptor → DecoderSpecificInfo (an MPEG-4 AudioSpecificConfig, ISO/IEC
+/// 14496-3 §1.6.2.1). `None` when anything is missing or not plain AAC.
+fn parse_esds(b: &[u8]) -> Option<(u32, u16)> {
+    /// A descriptor's tag and length (1–4 bytes, 7 bits each); advances `at` past the header.
+    fn descriptor(b: &[u8], at: &mut usize) -> Option<(u8, usize)> {
+        let tag = *b.get(*at)?;
+        *at += 1;
+        let mut len = 0usize;
+        for _ in 0..4 {
+            let c = *b.get(*at)?;
+            *at += 1;
+            len = (len << 7) | usize::from(c & 0x7F);
+            if c & 0x80 == 0 {
+                break;
+            }
+        }
+        Some((tag, len))
+    }
+    let mut at = 0;
+    if descriptor(b, &mut at)?.0 != 3 {
+        return None;
+    }
+    // ES_ID (2), then flags: stream dependence (+2), URL (+1+len), OCR stream (+2).
+    let flags = *b.get(at + 2)?;
+    at += 3;
+    if flags & 0x80 != 0 {
+        at += 2;
+    }
+    if flags & 0x40 != 0 {
+        at += 1 + usize::from(*b.get(at)?);
+    }
+    if flags & 0x20 != 0 {
+        at += 2;
+    }
+    if descriptor(b, &mut at)?.0 != 4 {
+        return None;
+    }
+    // objectTypeIndication: 0x40 MPEG-4 audio, 0x66–0x68 MPEG-2 AAC; others (MP3…) carry no
+    // AudioSpecificConfig.
+    let object_type = *b.get(at)?;
+    if object_type != 0x40 && !(0x66..=0x68).contains(&object_type) {
+        return None;
+    }
+    at += 13;
+    if descriptor(b, &mut at)?.0 != 5 {
+        return None;
+    }
+    let asc = b.get(at..)?;
+    let bits = |from: usize, n: usize| -> Option<u32> {
+        (from..from + n).try_fold(0u32, |v, i| {
+            let byte = *asc.get(i / 8)?;
+            Some((v << 1) | u32::from((byte >> (7 - i % 8)) & 1))
+        })
+    };
+    const RATES: [u32; 13] = [
+        96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025,
+        8_000, 7_350,
+    ];
+    let rate_at = |pos: usize| -> Option<(u32, usize)> {
+        match bits(pos, 4)? {
+            15 => Some((bits(pos + 4, 24)?, pos + 28)),
+            i => Some((*RATES.get(i as usize)?, pos + 4)),
+        }
+    };
+    let object = bits(0, 5)?;
+    if object == 31 {
+        return None;
+    }
+    let (mut rate, pos) = rate_at(5)?;
+    let channels = match bits(pos, 4)? {
+        c @ 1..=6 => c as u16,
+        7 => 8,
+        _ => return None,
+    };
+    // HE-AAC (SBR, PS) signalled explicitly: the output rate is the extension rate, and
+    // parametric stereo turns a mono core into stereo.
+    let mut channels = channels;
+    if object == 5 || object == 29 {
+        rate = rate_at(pos + 4)?.0;
+    }
+    if object == 29 && channels == 1 {
+        channels = 2;
+    }
+    (rate > 0).then_some((rate, channels))
+}
+
 /// Sample description: the first entry's four-character code, plus audio rate/channels or
 /// visual width/height when the entry is a plain ISO one.
 fn parse_stsd(p: &Payload<'_>, body_len: u64, t: &mut Track) -> Result<(), MediaError> {
@@ -442,6 +529,27 @@ fn parse_stsd(p: &Payload<'_>, body_len: u64, t: &mut Track) -> Result<(), Media
             if fits(36) && version < 2 {
                 t.channels = p.u16(e + 24).unwrap_or(0);
                 t.sample_rate = p.u32(e + 32).map_or(0, |r| r >> 16);
+            }
+            match &codec {
+                // Muxers write the ISO template (2 channels) into AMR entries; AMR in 3GP is
+                // always mono, 8 kHz (NB) or 16 kHz (WB).
+                b"samr" => (t.channels, t.sample_rate) = (1, 8_000),
+                b"sawb" => (t.channels, t.sample_rate) = (1, 16_000),
+                // For AAC the entry also holds the template; the AudioSpecificConfig in `esds`
+                // (the first child box of a version 0 entry) has the real values.
+                b"mp4a" if version == 0 => {
+                    let child = e + 36;
+                    let size = p.u32(child).map_or(0, |s| s as usize);
+                    if p.bytes4(child + 4) == Some(*b"esds")
+                        && size >= 12
+                        && fits(36 + size)
+                        && let Some(esds) = p.0.get(child + 12..child + size)
+                        && let Some((rate, channels)) = parse_esds(esds)
+                    {
+                        (t.sample_rate, t.channels) = (rate, channels);
+                    }
+                }
+                _ => {}
             }
         }
         // VisualSampleEntry: pre-defined/reserved (16 bytes), then width and height (2 each).
@@ -811,6 +919,132 @@ mod tests {
             analyze_reader(Cursor::new(&file), file.len() as u64, &limits),
             Err(MediaError::TooLong)
         );
+    }
+
+    const ROT90_MP4: &[u8] = include_bytes!("../../tests/media/av/rot90.mp4");
+    const PLAIN_3GP: &[u8] = include_bytes!("../../tests/media/av/plain.3gp");
+    const TONE_M4A: &[u8] = include_bytes!("../../tests/media/av/tone.m4a");
+
+    #[test]
+    fn real_files_match_ffprobe() {
+        // rot90.mp4: ffmpeg (libx264 160x120 + AAC mono 22.05 kHz, +faststart), tkhd matrix
+        // patched to a 90° turn; ffprobe: rotation=-90 (its sign convention), 1.000 s.
+        let a = run(ROT90_MP4).unwrap();
+        assert_eq!(a.duration_ms, Some(1000));
+        assert_eq!((a.width, a.height), (Some(120), Some(160)));
+        assert_eq!(
+            a.video,
+            Some(VideoInfo {
+                brand: "isom".into(),
+                video_codec: Some("avc1".into()),
+                audio_codec: Some("mp4a".into()),
+                rotation: 90,
+                fast_start: true,
+            })
+        );
+        assert_eq!(
+            a.audio,
+            Some(AudioInfo {
+                codec: "mp4a".into(),
+                sample_rate: 22_050,
+                channels: 1
+            })
+        );
+        // plain.3gp: H.263 176x144 + AAC mono 8 kHz, moov at the end.
+        let a = run(PLAIN_3GP).unwrap();
+        assert_eq!(a.duration_ms, Some(1000));
+        assert_eq!((a.width, a.height), (Some(176), Some(144)));
+        let v = a.video.unwrap();
+        assert_eq!(
+            (
+                v.brand.as_str(),
+                v.video_codec.as_deref(),
+                v.rotation,
+                v.fast_start
+            ),
+            ("3gp4", Some("s263"), 0, false)
+        );
+        assert_eq!(a.audio.unwrap().sample_rate, 8000);
+        // An audio-only MP4 (m4a): no video codec, no size.
+        let a = run(TONE_M4A).unwrap();
+        assert_eq!((a.width, a.height, a.duration_ms), (None, None, Some(1000)));
+        let v = a.video.unwrap();
+        assert_eq!((v.brand.as_str(), v.video_codec), ("M4A ", None));
+        assert_eq!(a.audio.unwrap().channels, 1);
+    }
+
+    fn esds(asc: &[u8]) -> Vec<u8> {
+        let mut dsi = vec![5u8, asc.len() as u8];
+        dsi.extend_from_slice(asc);
+        // DecoderConfigDescriptor with a 4-byte (0x80-continued) length, as some muxers write.
+        let mut dcd = vec![4u8, 0x80, 0x80, 0x80, (13 + dsi.len()) as u8, 0x40, 0x15];
+        dcd.extend_from_slice(&[0u8; 11]);
+        dcd.extend_from_slice(&dsi);
+        let mut es = vec![3u8, (3 + dcd.len()) as u8, 0, 1, 0];
+        es.extend_from_slice(&dcd);
+        let mut body = vec![0u8; 4];
+        body.extend_from_slice(&es);
+        body
+    }
+
+    #[test]
+    fn esds_audio_specific_config() {
+        // AAC-LC (2), 44.1 kHz (4), stereo (2): 00010 0100 0010 000
+        assert_eq!(parse_esds(&esds(&[0x12, 0x10])[4..]), Some((44_100, 2)));
+        // HE-AAC v2 (29), core 24 kHz (6), mono, extension 48 kHz (3): stereo at 48 kHz.
+        // 11101 0110 0001 0011 → E B 0 9 8
+        assert_eq!(
+            parse_esds(&esds(&[0xEB, 0x09, 0x80])[4..]),
+            Some((48_000, 2))
+        );
+        // Explicit 24-bit rate (index 15): 00010 1111 <24 bits 8000> 0001
+        let asc = [0x17, 0x80, 0x0F, 0xA0, 0x08];
+        assert_eq!(parse_esds(&esds(&asc)[4..]), Some((8_000, 1)));
+        // Truncated or foreign descriptors: nothing, no panic.
+        let full = esds(&[0x12, 0x10]);
+        for n in 0..full.len() - 4 {
+            let _ = parse_esds(&full[4..4 + n]);
+        }
+        assert_eq!(parse_esds(&[9, 1, 0]), None);
+        // Inside a file: the esds overrides the entry's template of 2 channels.
+        let mut entry_body = vec![0u8; 6];
+        entry_body.extend_from_slice(&1u16.to_be_bytes());
+        entry_body.extend_from_slice(&[0u8; 8]);
+        entry_body.extend_from_slice(&2u16.to_be_bytes());
+        entry_body.extend_from_slice(&16u16.to_be_bytes());
+        entry_body.extend_from_slice(&[0u8; 4]);
+        entry_body.extend_from_slice(&(44_100u32 << 16).to_be_bytes());
+        entry_body.extend_from_slice(&bx(b"esds", &esds(&[0x13, 0x88])));
+        let stbl = bx(b"stbl", &stsd_entry(bx(b"mp4a", &entry_body)));
+        let mdia = bx(b"mdia", &cat(&[hdlr(b"soun"), bx(b"minf", &stbl)]));
+        let file = cat(&[ftyp(b"M4A "), moov(&[bx(b"trak", &mdia)])]);
+        // 00010 0111 0001 000: AAC-LC 22.05 kHz mono.
+        assert_eq!(
+            run(&file).unwrap().audio,
+            Some(AudioInfo {
+                codec: "mp4a".into(),
+                sample_rate: 22_050,
+                channels: 1
+            })
+        );
+    }
+
+    #[test]
+    fn amr_entries_are_mono() {
+        for (code, rate) in [(b"samr", 8000), (b"sawb", 16_000)] {
+            let stbl = bx(b"stbl", &stsd_entry(bx(code, &mp4a(2, 8000)[8..])));
+            let mdia = bx(b"mdia", &cat(&[hdlr(b"soun"), bx(b"minf", &stbl)]));
+            let file = cat(&[ftyp(b"3gp4"), moov(&[bx(b"trak", &mdia)])]);
+            let a = run(&file).unwrap();
+            assert_eq!(
+                a.audio.unwrap(),
+                AudioInfo {
+                    codec: String::from_utf8_lossy(code).into_owned(),
+                    sample_rate: rate,
+                    channels: 1
+                }
+            );
+        }
     }
 
     #[test]
