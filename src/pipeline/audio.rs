@@ -64,6 +64,10 @@ const OGG_HEAD_MAX_BYTES: u64 = 4 << 20;
 /// claiming more than this per file byte are lies.
 const OPUS_MAX_SAMPLES_PER_BYTE: u64 = 5_760;
 
+/// Most samples one byte of Ogg Vorbis can carry: a packet yields at most half a long block
+/// (4096 samples) and takes at least one byte plus one lacing byte; doubled for slack.
+const VORBIS_MAX_SAMPLES_PER_BYTE: u64 = 4_096;
+
 /// Decoded voice audio may differ from the granule-position claim by at most this (48 kHz
 /// samples, 1 s); more means the container lies about the audio it holds.
 const OPUS_DURATION_TOLERANCE: u64 = 48_000;
@@ -193,11 +197,14 @@ fn run(
     }
     let opus = if name == "ogg-opus" {
         let info = ogg_opus_info(&mut open().map_err(io)?, len)?;
-        if info.samples * 1000 / 48_000 > limits.max_duration_ms {
+        if frames_to_ms(info.samples, 48_000) > limits.max_duration_ms {
             return Err(MediaError::TooLong);
         }
         Some(info)
     } else {
+        if name == "ogg-vorbis" {
+            ogg_check_granules(&mut open().map_err(io)?, len)?;
+        }
         None
     };
 
@@ -252,7 +259,7 @@ fn run(
             } else {
                 None
             };
-            (Some(o.samples * 1000 / 48_000), waveform)
+            (Some(frames_to_ms(o.samples, 48_000)), waveform)
         }
         None => {
             if sample_rate == 0 {
@@ -289,7 +296,17 @@ fn run(
                     }
                     None => None,
                 };
-                (frames.map(|f| frames_to_ms(f, sample_rate)), None)
+                let mut ms = frames.map(|f| frames_to_ms(f, sample_rate));
+                if name == "m4a" {
+                    // The movie header accounts for the edit list (encoder priming), as players
+                    // and ffprobe do; symphonia's frame count includes the priming frames.
+                    match super::mp4::analyze_reader(open().map_err(io)?, len, limits) {
+                        Ok(a) if a.duration_ms.is_some() => ms = a.duration_ms,
+                        Err(MediaError::TooLong) => return Err(MediaError::TooLong),
+                        _ => {}
+                    }
+                }
+                (ms, None)
             }
         }
     };
@@ -461,8 +478,10 @@ impl Accumulator {
         let dropped = self.skip.min(frames);
         self.skip -= dropped;
         let mut left = frames - dropped;
+        // `frames` comes from the container and may be absurd: saturate, and the caller's
+        // duration cap ends the decode.
         if self.total == 0 {
-            self.pos += left;
+            self.pos = self.pos.saturating_add(left);
             return;
         }
         while left > 0 {
@@ -476,8 +495,8 @@ impl Accumulator {
                 left
             };
             let n = room.min(left).max(1);
-            self.count[self.bucket] += n;
-            self.pos += n;
+            self.count[self.bucket] = self.count[self.bucket].saturating_add(n);
+            self.pos = self.pos.saturating_add(n);
             left -= n;
         }
     }
@@ -782,38 +801,7 @@ fn ogg_opus_info<R: Read + Seek>(r: &mut R, len: u64) -> Result<OggOpus, MediaEr
     }
     let (serial, channels, pre_skip) = head.ok_or_else(|| bad("no Opus header"))?;
 
-    // The tail: every valid page of the stream in the window, in order.
-    let window = len.min(OGG_TAIL_WINDOW);
-    r.seek(SeekFrom::Start(len - window))
-        .map_err(|e| bad(format!("seek: {e}")))?;
-    let mut tail = vec![0u8; usize::try_from(window).unwrap_or(0)];
-    r.read_exact(&mut tail)
-        .map_err(|e| bad(format!("read: {e}")))?;
-    let mut last: Option<u64> = None;
-    let mut i = 0usize;
-    while i + 27 <= tail.len() {
-        let Some(page) = (tail[i..].starts_with(b"OggS"))
-            .then(|| parse_ogg_page(&tail[i..]))
-            .flatten()
-        else {
-            i += 1;
-            continue;
-        };
-        i += page.len;
-        // -1 means "no packet ends on this page"; other granules must be non-negative as
-        // signed 64-bit numbers and never decrease.
-        if page.serial != serial || page.granule == u64::MAX {
-            continue;
-        }
-        if page.granule > i64::MAX as u64 {
-            return Err(bad("negative granule position"));
-        }
-        if last.is_some_and(|l| page.granule < l) {
-            return Err(bad("granule positions go backwards"));
-        }
-        last = Some(page.granule);
-    }
-    let end = last.ok_or_else(|| bad("no final Ogg page"))?;
+    let end = ogg_last_granule(r, len, serial)?;
     let (start, first_audio) = start.unwrap_or((0, 0));
     if end < first_audio {
         return Err(bad("granule positions go backwards"));
@@ -832,6 +820,54 @@ fn ogg_opus_info<R: Read + Seek>(r: &mut R, len: u64) -> Result<OggOpus, MediaEr
         pre_skip,
         samples,
     })
+}
+
+/// The granule position of the last page of stream `serial` that has one, from every valid
+/// page in a fixed-size tail window (the whole file when it is small). Granules that go
+/// backwards or are negative (other than −1, "no packet ends here") are refused.
+fn ogg_last_granule<R: Read + Seek>(r: &mut R, len: u64, serial: u32) -> Result<u64, MediaError> {
+    let window = len.min(OGG_TAIL_WINDOW);
+    r.seek(SeekFrom::Start(len - window))
+        .map_err(|e| bad(format!("seek: {e}")))?;
+    let mut tail = vec![0u8; usize::try_from(window).unwrap_or(0)];
+    r.read_exact(&mut tail)
+        .map_err(|e| bad(format!("read: {e}")))?;
+    let mut last: Option<u64> = None;
+    let mut i = 0usize;
+    while i + 27 <= tail.len() {
+        let Some(page) = (tail[i..].starts_with(b"OggS"))
+            .then(|| parse_ogg_page(&tail[i..]))
+            .flatten()
+        else {
+            i += 1;
+            continue;
+        };
+        i += page.len;
+        if page.serial != serial || page.granule == u64::MAX {
+            continue;
+        }
+        if page.granule > i64::MAX as u64 {
+            return Err(bad("negative granule position"));
+        }
+        if last.is_some_and(|l| page.granule < l) {
+            return Err(bad("granule positions go backwards"));
+        }
+        last = Some(page.granule);
+    }
+    last.ok_or_else(|| bad("no final Ogg page"))
+}
+
+/// Ogg streams other than Opus (Vorbis): symphonia reports their length, but the end granule is
+/// checked first the same way, so a forged one is refused rather than believed.
+fn ogg_check_granules<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), MediaError> {
+    let mut buf = Vec::with_capacity(OGG_MAX_PAGE);
+    read_ogg_page(r, &mut buf)?.ok_or_else(|| bad("empty Ogg file"))?;
+    let first = parse_ogg_page(&buf).ok_or_else(|| bad("corrupt Ogg page"))?;
+    let end = ogg_last_granule(r, len, first.serial)?;
+    if end / VORBIS_MAX_SAMPLES_PER_BYTE > len {
+        return Err(bad("granule position implausible for the file size"));
+    }
+    Ok(())
 }
 
 /// `OpusHead` (RFC 7845 §5.1): channel count and pre-skip.
@@ -1062,6 +1098,9 @@ mod tests {
         assert_eq!(a.count.iter().sum::<u64>(), 64);
         assert_eq!(a.waveform()[..5], [100, 100, 100, 100, 100]);
         assert_eq!(a.waveform()[5], 0);
+        // An absurd duration for an undecodable packet saturates instead of overflowing.
+        a.push_silence(u64::MAX);
+        assert_eq!(a.pos, u64::MAX);
         // Stereo is mixed to mono: opposite channels cancel.
         let mut a = Accumulator::new(64, 0);
         a.push(&[0.5, -0.5].repeat(64), 2);
@@ -1260,6 +1299,33 @@ mod tests {
             let v = analyze_bytes(data, name, true, &limits()).unwrap();
             assert_eq!(v.waveform.unwrap().len(), WAVEFORM_LEN);
             assert!(v.duration_ms.unwrap().abs_diff(1000) <= 80, "{name}");
+        }
+    }
+
+    #[test]
+    fn m4a_duration_follows_the_edit_list() {
+        // ffprobe: 1.000000; symphonia alone counts the 1024 priming frames too.
+        let a = analyze_bytes(TONE_M4A, "m4a", false, &limits()).unwrap();
+        assert_eq!(a.duration_ms, Some(1000));
+    }
+
+    #[test]
+    fn vorbis_bogus_granules_are_refused() {
+        let last = *pages(TONE_OGG).last().unwrap();
+        let cases = [
+            ((1u64 << 63) - 1, "implausible"),
+            (100, "backwards"),
+            (1u64 << 63, "negative"),
+        ];
+        for (gp, why) in cases {
+            let mut f = TONE_OGG.to_vec();
+            set_granule(&mut f, last, gp);
+            for voice in [false, true] {
+                let t = Instant::now();
+                let m = undecodable(analyze_bytes(&f, "ogg-vorbis", voice, &limits()));
+                assert!(m.contains(why), "{gp}: {m}");
+                assert!(t.elapsed() < Duration::from_secs(2));
+            }
         }
     }
 
