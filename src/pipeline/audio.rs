@@ -1246,6 +1246,40 @@ mod tests {
         assert_eq!(a.duration_ms, Some((60 * 48_000 - 312) / 48));
     }
 
+    /// Re-seal the page at `at` after its bytes were edited.
+    fn reseal(f: &mut [u8], at: usize) {
+        let len = parse_len(&f[at..]);
+        let crc = ogg_page_crc(&f[at..at + len]);
+        f[at + 22..at + 26].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn stream_starting_after_zero() {
+        // RFC 7845 §4.5: a stream may start at a granule position above 0 (e.g. cut from a
+        // live stream); the duration counts from the first audio page's start.
+        let mut f = VOICE.to_vec();
+        for at in pages(VOICE).into_iter().skip(2) {
+            let gp = u64::from_le_bytes(f[at + 6..at + 14].try_into().unwrap());
+            set_granule(&mut f, at, gp + 1_000_000);
+        }
+        let a = analyze_bytes(&f, "ogg-opus", true, &limits()).unwrap();
+        assert_eq!(a.duration_ms, Some(5721));
+        assert_eq!(a.waveform.unwrap().len(), WAVEFORM_LEN);
+    }
+
+    #[test]
+    fn pre_skip_longer_than_a_packet() {
+        // opusenc-style 80 ms pre-skip (3840 samples, four 20 ms packets): all of it is dropped
+        // from the waveform's timeline, and the decoded length still matches the granules.
+        let mut f = VOICE.to_vec();
+        f[28 + 10..28 + 12].copy_from_slice(&3840u16.to_le_bytes());
+        reseal(&mut f, 0);
+        let info = ogg_opus_info(&mut Cursor::new(&f), f.len() as u64).unwrap();
+        assert_eq!((info.pre_skip, info.samples), (3840, 274_944 - 3840));
+        let a = analyze_bytes(&f, "ogg-opus", true, &limits()).unwrap();
+        assert_eq!(a.duration_ms, Some((274_944 - 3840) / 48));
+    }
+
     #[test]
     fn last_page_without_granule_uses_the_previous_one() {
         let mut f = VOICE.to_vec();
