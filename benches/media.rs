@@ -94,7 +94,10 @@ fn benches(c: &mut Criterion) {
     g.bench_function("12mp-jpeg", |b| {
         b.iter(|| photo::analyze(&jpeg, &out, &s, false, &limits).unwrap())
     });
-    let vips = Command::new("vipsthumbnail").arg("--vips-version").output().is_ok();
+    let vips = Command::new("vipsthumbnail")
+        .arg("--vips-version")
+        .output()
+        .is_ok();
     if vips {
         let thumb = dir.path().join("vips-thumb.jpg");
         g.bench_function("vipsthumbnail-cli", |b| {
