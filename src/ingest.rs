@@ -438,6 +438,24 @@ async fn put_small(
     replacing: bool,
     info: MediaInfo,
 ) -> Result<Outcome, ApiError> {
+    match put_once(state, &req.partner.id, id, path, object, replacing).await? {
+        None => Ok(Outcome::Created(info)),
+        Some(head) => Ok(Outcome::Existing(MediaInfo::from_head(id, &head)?)),
+    }
+}
+
+/// Store a whole media object with one put: a conditional create, or an overwrite when
+/// `replacing` a known-stale object. `Ok(Some(head))`: the same partner's live media already
+/// holds the id (same content, by construction of ids) and nothing was written. Shared by
+/// single uploads and resumable uploads that never needed a part.
+pub(crate) async fn put_once(
+    state: &AppState,
+    partner: &str,
+    id: &str,
+    path: &object_store::path::Path,
+    object: Bytes,
+    replacing: bool,
+) -> Result<Option<Head>, ApiError> {
     let put = |mode| {
         let opts = PutOptions {
             mode,
@@ -449,19 +467,19 @@ async fn put_small(
     };
     if replacing {
         put(PutMode::Overwrite).await.map_err(StoreError::from)?;
-        return Ok(Outcome::Created(info));
+        return Ok(None);
     }
     match put(PutMode::Create).await {
-        Ok(_) => Ok(Outcome::Created(info)),
+        Ok(_) => Ok(None),
         Err(object_store::Error::AlreadyExists { .. }) => {
-            if let Some(head) = lookup(state, &req.partner.id, id).await?
+            if let Some(head) = lookup(state, partner, id).await?
                 && head.header.meta.expires > now_unix()
             {
-                return Ok(Outcome::Existing(MediaInfo::from_head(id, &head)?));
+                return Ok(Some(head));
             }
             // A stale object (expired, or sealed under a retired key) holds the id.
             put(PutMode::Overwrite).await.map_err(StoreError::from)?;
-            Ok(Outcome::Created(info))
+            Ok(None)
         }
         Err(e) => Err(StoreError::from(e).into()),
     }

@@ -28,7 +28,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -40,7 +40,7 @@ use crate::auth::Partner;
 use crate::crypto::object::{ObjectMeta, open_header, seal_header};
 use crate::crypto::stream::Sealer;
 use crate::error::{ApiError, StoreError};
-use crate::ingest::{BodyError, InFlight, lookup, next_piece, now_unix};
+use crate::ingest::{BodyError, InFlight, lookup, next_piece, now_unix, put_once};
 use crate::media::{MediaFormat, MediaKind};
 use crate::storage::media_path;
 use record::{Claim, Entry, Loaded, Tail, UploadState, View};
@@ -867,7 +867,16 @@ impl<'a> Writer<'a> {
             if let Some(mp) = self.multipart.take() {
                 state.parts.abort(&self.target, Some(&mp)).await;
             }
-            put_whole(state, &st.partner, &st.media_id, &self.target, object).await
+            put_once(
+                state,
+                &st.partner,
+                &st.media_id,
+                &self.target,
+                object,
+                false,
+            )
+            .await
+            .map(|_| ())
         } else {
             let last = self.sealed.split().freeze();
             match self.put_part(last).await.and(self.drain().await) {
@@ -919,39 +928,6 @@ impl<'a> Writer<'a> {
             .inc_by(st.length);
         discard_data(state, &self.uid, &st.media_id, None, None).await;
         Ok(Progress::of(&self.uid, &done))
-    }
-}
-
-/// Store an object that never needed a part with one conditional put; an existing object
-/// under the id (expired, or sealed under a retired key) is replaced.
-async fn put_whole(
-    state: &AppState,
-    partner: &str,
-    id: &str,
-    path: &Path,
-    object: Bytes,
-) -> Result<(), ApiError> {
-    let put = |mode| {
-        let opts = PutOptions {
-            mode,
-            ..Default::default()
-        };
-        state
-            .store
-            .put_opts(path, PutPayload::from(object.clone()), opts)
-    };
-    match put(PutMode::Create).await {
-        Ok(_) => Ok(()),
-        Err(object_store::Error::AlreadyExists { .. }) => {
-            if let Some(head) = lookup(state, partner, id).await?
-                && head.header.meta.expires > now_unix()
-            {
-                return Ok(());
-            }
-            put(PutMode::Overwrite).await.map_err(StoreError::from)?;
-            Ok(())
-        }
-        Err(e) => Err(StoreError::from(e).into()),
     }
 }
 
