@@ -3,8 +3,9 @@
 //! - `thumbnail/12mp-jpeg`: the photo analysis of a 12-megapixel JPEG (header check, lossless
 //!   metadata strip, thumbnail, blurhash) in process, beside `vipsthumbnail` (libvips) making
 //!   a 100 px thumbnail of the same file (`thumbnail/vipsthumbnail-cli`, which includes its
-//!   process start; `thumbnail/pool-roundtrip` is our analysis through a caged worker, which
-//!   includes the pipe round trip the service really pays).
+//!   process start, and `thumbnail/vipsthumbnail-cli-per-photo-of-10`, one invocation for 10
+//!   photos divided by 10, which spreads that start; `thumbnail/pool-roundtrip` is our analysis
+//!   through a caged worker, which includes the pipe round trip the service really pays).
 //! - `waveform/60s-voice`: duration and 64-value waveform of a 60 s Ogg Opus voice note.
 //! - `worker/roundtrip`: a request through the worker pool that does no decoding (a document).
 //!
@@ -109,6 +110,28 @@ fn benches(c: &mut Criterion) {
                     .status()
                     .unwrap();
                 assert!(st.success());
+            })
+        });
+        // The same, with libvips' start-up shared by 10 photos in one invocation: per photo.
+        let copies: Vec<PathBuf> = (0..10)
+            .map(|i| {
+                let p = dir.path().join(format!("copy-{i}.jpg"));
+                std::fs::copy(&jpeg, &p).unwrap();
+                p
+            })
+            .collect();
+        g.bench_function("vipsthumbnail-cli-per-photo-of-10", |b| {
+            b.iter_custom(|iters| {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    let st = Command::new("vipsthumbnail")
+                        .args(&copies)
+                        .args(["-s", "100", "-o", "%s-thumb.jpg"])
+                        .status()
+                        .unwrap();
+                    assert!(st.success());
+                }
+                start.elapsed() / 10
             })
         });
     } else {

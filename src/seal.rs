@@ -154,10 +154,16 @@ fn describe(info: MediaInfo, analysis: Analysis, desc: Descriptor) -> SealedMedi
 
 /// A fresh private directory for one request's plaintext (0700, removed on drop).
 fn private_dir(base: Option<&Path>) -> Result<tempfile::TempDir, ApiError> {
-    let b = tempfile::Builder::new().prefix(TMP_PREFIX).tempdir_in(
-        base.map(Path::to_path_buf)
-            .unwrap_or_else(std::env::temp_dir),
-    );
+    use std::os::unix::fs::PermissionsExt;
+    // 0700 explicitly: tempfile creates directories with the process umask's default mode,
+    // which would let other local users read the plaintext.
+    let b = tempfile::Builder::new()
+        .prefix(TMP_PREFIX)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(
+            base.map(Path::to_path_buf)
+                .unwrap_or_else(std::env::temp_dir),
+        );
     b.map_err(|e| {
         tracing::error!(error = %e, "cannot create a private temp dir for seal-for-me");
         ApiError::StorageUnavailable
@@ -180,7 +186,13 @@ async fn receive<S>(
 where
     S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
 {
-    let mut file = tokio::fs::File::create(path).await.map_err(io_error)?;
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(io_error)?;
     let mut received = 0u64;
     while let Some(piece) = next_piece(&mut body, state.settings.body_idle_timeout).await? {
         received += piece.len() as u64;

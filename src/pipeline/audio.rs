@@ -841,6 +841,7 @@ fn ogg_last_granule<R: Read + Seek>(r: &mut R, len: u64, serial: u32) -> Result<
         .map_err(|e| bad(format!("read: {e}")))?;
     let mut last: Option<u64> = None;
     let mut i = 0usize;
+    let mut end_of_pages = 0usize;
     while i + 27 <= tail.len() {
         let Some(page) = (tail[i..].starts_with(b"OggS"))
             .then(|| parse_ogg_page(&tail[i..]))
@@ -850,6 +851,7 @@ fn ogg_last_granule<R: Read + Seek>(r: &mut R, len: u64, serial: u32) -> Result<
             continue;
         };
         i += page.len;
+        end_of_pages = i;
         if page.serial != serial || page.granule == u64::MAX {
             continue;
         }
@@ -860,6 +862,11 @@ fn ogg_last_granule<R: Read + Seek>(r: &mut R, len: u64, serial: u32) -> Result<
             return Err(bad("granule positions go backwards"));
         }
         last = Some(page.granule);
+    }
+    // A file that does not end with a complete page was cut (or carries trailing data): the
+    // sender would deliver less than it recorded, so it is refused rather than stored.
+    if end_of_pages != tail.len() {
+        return Err(bad("the Ogg stream ends inside a page (truncated)"));
     }
     last.ok_or_else(|| bad("no final Ogg page"))
 }

@@ -35,7 +35,13 @@ pub fn analyze(input: &Path, limits: &Limits) -> Result<Analysis, MediaError> {
         .metadata()
         .map_err(|e| bad(&format!("stat: {e}")))?
         .len();
-    analyze_reader(file, len, limits)
+    let a = analyze_reader(file, len, limits)?;
+    // Sent as a video, it must have a video track (an audio-only MP4 is an m4a, and a file
+    // whose tracks we could not find tells the recipient nothing it can play).
+    if !a.video.as_ref().is_some_and(|v| v.video_codec.is_some()) {
+        return Err(bad("no video track"));
+    }
+    Ok(a)
 }
 
 /// Analyze `len` bytes of MP4/3GP from `r` (a file, or bytes in memory for tests and fuzzing).
@@ -205,8 +211,13 @@ impl<R: Read + Seek> Parser<R> {
             }
             match &kind {
                 b"moov" => {
-                    // A second movie box is ignored: the first one is what players use.
-                    if depth != 0 || self.facts.moov_at.is_some() {
+                    // A movie box belongs at the top level; one nested in another box is a
+                    // malformed (or hostile) file, not something to skip over quietly.
+                    if depth != 0 {
+                        return Err(bad("moov nested inside another box"));
+                    }
+                    // A second top-level movie box is ignored: players use the first.
+                    if self.facts.moov_at.is_some() {
                         return Ok(());
                     }
                     self.facts.moov_at = Some(at);
