@@ -38,7 +38,7 @@ pub fn analyze(input: &Path, limits: &Limits) -> Result<Analysis, MediaError> {
     let a = analyze_reader(file, len, limits)?;
     // Sent as a video, it must have a video track (an audio-only MP4 is an m4a, and a file
     // whose tracks we could not find tells the recipient nothing it can play).
-    if !a.video.as_ref().is_some_and(|v| v.video_codec.is_some()) {
+    if a.video.as_ref().is_none_or(|v| v.video_codec.is_none()) {
         return Err(bad("no video track"));
     }
     Ok(a)
