@@ -776,11 +776,26 @@ fn a_dead_replica_blocks_an_upload_only_for_its_lease() {
     sock.write_all(head.as_bytes()).unwrap();
     sock.write_all(&body[P..P + (1 << 20)]).unwrap();
     sock.flush().unwrap();
-    // Wait until the claim is visible: B's PATCH is refused as busy.
+    // Wait until the claim is visible: B's PATCH is refused as busy. The probe carries a
+    // wrong checksum, so before the claim exists it gets 460 and changes nothing. A's PATCH
+    // claims the upload as soon as its headers are read; give it that moment first, so the
+    // probe (which briefly claims the upload itself) cannot get there before it.
+    std::thread::sleep(Duration::from_millis(500));
     let deadline = Instant::now() + Duration::from_secs(5);
+    let wrong = format!(
+        "sha256 {}",
+        STANDARD.encode(Sha256::digest(b"not these bytes"))
+    );
     block_on(async {
         loop {
-            let res = tb.patch(&path, P as u64, body[P..P + 10].to_vec()).await;
+            let res = tb
+                .patch_with(
+                    &path,
+                    P as u64,
+                    body[P..P + 10].to_vec(),
+                    Some(wrong.clone()),
+                )
+                .await;
             if res.status() == StatusCode::CONFLICT {
                 assert_problem(res, 409, "upload-busy").await;
                 break;
