@@ -10,14 +10,3 @@ wrk.body = body
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("KEY")
 wrk.headers["X-Media-Kind"] = "image"
 wrk.headers["Content-Type"] = "image/jpeg"
-
-local statuses = {}
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  for s, n in pairs(statuses) do
-    io.write(string.format("status %d: %d\n", s, n))
-  end
-end
