@@ -438,7 +438,7 @@ async fn put_small(
     replacing: bool,
     info: MediaInfo,
 ) -> Result<Outcome, ApiError> {
-    match put_once(state, &req.partner.id, id, path, object, replacing).await? {
+    match put_once(state, &req.partner.id, id, path, object.into(), replacing).await? {
         None => Ok(Outcome::Created(info)),
         Some(head) => Ok(Outcome::Existing(MediaInfo::from_head(id, &head)?)),
     }
@@ -453,7 +453,7 @@ pub(crate) async fn put_once(
     partner: &str,
     id: &str,
     path: &object_store::path::Path,
-    object: Bytes,
+    object: PutPayload,
     replacing: bool,
 ) -> Result<Option<Head>, ApiError> {
     let put = |mode| {
@@ -461,9 +461,7 @@ pub(crate) async fn put_once(
             mode,
             ..Default::default()
         };
-        state
-            .store
-            .put_opts(path, PutPayload::from(object.clone()), opts)
+        state.store.put_opts(path, object.clone(), opts)
     };
     if replacing {
         put(PutMode::Overwrite).await.map_err(StoreError::from)?;

@@ -554,7 +554,9 @@ struct Writer<'a> {
     state: &'a AppState,
     uid: String,
     target: Path,
-    sealed: BytesMut,
+    /// Sealed bytes not yet written as a part, as the pieces the sealer produced (no part-sized
+    /// contiguous buffer: those fragment the allocator and measured twice the memory).
+    sealed: Pieces,
     sealer: Option<Sealer>,
     hasher: Sha256,
     parts: Vec<String>,
@@ -584,8 +586,7 @@ impl<'a> Writer<'a> {
             .ok()
             .and_then(|b| Sha256::deserialize(b.as_slice().try_into().ok()?).ok())
             .ok_or(StoreError::Corrupt("upload digest state"))?;
-        let part_size = state.settings.storage.part_size;
-        let mut sealed = BytesMut::with_capacity(part_size + (64 << 10) + 64);
+        let mut sealed = Pieces::default();
         let mut pending: &[u8] = &[];
         let tail_plain;
         if let Some(t) = st.tail {
@@ -603,11 +604,11 @@ impl<'a> Writer<'a> {
             if tail_plain.len() != split + t.plain_len as usize {
                 return Err(StoreError::Corrupt("staged tail length").into());
             }
-            sealed.extend_from_slice(&tail_plain[..split]);
+            sealed.push(Bytes::copy_from_slice(&tail_plain[..split]));
             pending = &tail_plain[split..];
         } else if st.parts.is_empty() && st.sealer_index == 0 {
             // Nothing written yet: the object starts with its header.
-            sealed.extend_from_slice(&header);
+            sealed.push(Bytes::from(header.clone()));
         }
         let sealer = Sealer::resume(opened.cipher, st.sealer_index, pending)
             .ok_or(StoreError::Corrupt("staged plaintext"))?;
@@ -656,7 +657,9 @@ impl<'a> Writer<'a> {
             self.received += piece.len() as u64;
             self.hasher.update(&piece);
             if let Some(s) = self.sealer.as_mut() {
-                s.push(&piece, &mut self.sealed);
+                let mut out = BytesMut::with_capacity(piece.len() + 64);
+                s.push(&piece, &mut out);
+                self.sealed.push(out.freeze());
             }
             while self.sealed.len() >= part_size {
                 lease.keep(self.state, &self.uid).await?;
@@ -664,20 +667,14 @@ impl<'a> Writer<'a> {
                 // Wait for a free upload slot before cutting the part, so at most
                 // `upload_concurrency` parts plus the one being filled are in memory.
                 self.make_room().await?;
-                let part = self.sealed.split_to(part_size).freeze();
-                // The part keeps its allocation until it is uploaded. Give the rest a fresh
-                // buffer of full size: left as is it would regrow by doubling for every part,
-                // which measured about three times the memory of a single upload.
-                let mut fresh = BytesMut::with_capacity(part_size + (64 << 10) + 64);
-                fresh.extend_from_slice(&self.sealed);
-                self.sealed = fresh;
+                let part = self.sealed.take(part_size);
                 self.put_part(part).await?;
             }
         }
     }
 
     /// Start writing the next part, waiting while `upload_concurrency` parts are in flight.
-    async fn put_part(&mut self, data: Bytes) -> Result<(), ApiError> {
+    async fn put_part(&mut self, data: PutPayload) -> Result<(), ApiError> {
         if self.multipart.is_none() {
             self.multipart = self.state.parts.begin(&self.target).await?;
             self.started_multipart = self.multipart.is_some();
@@ -763,7 +760,9 @@ impl<'a> Writer<'a> {
             let path = record::tail_path(&self.uid, seq);
             let mut plain =
                 zeroize::Zeroizing::new(Vec::with_capacity(self.sealed.len() + pending.len()));
-            plain.extend_from_slice(&self.sealed);
+            for b in &self.sealed.pieces {
+                plain.extend_from_slice(b);
+            }
             plain.extend_from_slice(pending);
             let staged = record::seal(ring, &self.uid, &path, &plain).map(PutPayload::from);
             let put = match staged {
@@ -824,7 +823,9 @@ impl<'a> Writer<'a> {
         let Some(sealer) = self.sealer.take() else {
             return Err(Failure::Keep(ApiError::Internal, self.orphan()));
         };
-        sealer.finish(&mut self.sealed);
+        let mut last = BytesMut::new();
+        sealer.finish(&mut last);
+        self.sealed.push(last.freeze());
         let digest: [u8; 32] = self.hasher.clone().finalize().into();
         let declared = hex::decode(&st.sha256).unwrap_or_default();
         if !bool::from(digest.as_slice().ct_eq(&declared)) {
@@ -863,7 +864,7 @@ impl<'a> Writer<'a> {
                 .await;
             Ok(())
         } else if self.parts.is_empty() {
-            let object = self.sealed.split().freeze();
+            let object = std::mem::take(&mut self.sealed).into_payload();
             if let Some(mp) = self.multipart.take() {
                 state.parts.abort(&self.target, Some(&mp)).await;
             }
@@ -878,7 +879,7 @@ impl<'a> Writer<'a> {
             .await
             .map(|_| ())
         } else {
-            let last = self.sealed.split().freeze();
+            let last = std::mem::take(&mut self.sealed).into_payload();
             match self.put_part(last).await.and(self.drain().await) {
                 Ok(()) => state
                     .parts
@@ -934,4 +935,52 @@ impl<'a> Writer<'a> {
 /// How long `HEAD`/`PATCH` responses say the upload stays resumable.
 pub fn expires_at(p: &Progress) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(p.expires)
+}
+
+/// Sealed bytes as a list of pieces, cut into parts without copying.
+#[derive(Debug, Default)]
+struct Pieces {
+    pieces: std::collections::VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Pieces {
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.len += b.len();
+            self.pieces.push_back(b);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first `n` bytes (at most `len`) as a part; a piece that straddles the cut is split,
+    /// sharing its allocation.
+    fn take(&mut self, n: usize) -> PutPayload {
+        let mut out = Vec::new();
+        let mut want = n.min(self.len);
+        while want > 0 {
+            let Some(mut b) = self.pieces.pop_front() else {
+                break;
+            };
+            if b.len() > want {
+                let rest = b.split_off(want);
+                self.pieces.push_front(rest);
+            }
+            want -= b.len();
+            self.len -= b.len();
+            out.push(b);
+        }
+        out.into_iter().collect()
+    }
+
+    fn into_payload(self) -> PutPayload {
+        self.pieces.into_iter().collect()
+    }
 }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
@@ -62,22 +61,17 @@ impl PartStore {
         target: &Path,
         multipart: Option<&str>,
         idx: usize,
-        data: Bytes,
+        data: PutPayload,
     ) -> Result<String, StoreError> {
         let start = Instant::now();
         match (&self.native, multipart) {
             (Some(native), Some(id)) => {
-                let r = native
-                    .put_part(target, &id.to_string(), idx, PutPayload::from(data))
-                    .await;
+                let r = native.put_part(target, &id.to_string(), idx, data).await;
                 observe(&self.metrics, "put_part", start, r.as_ref().err());
                 Ok(r?.content_id)
             }
             (None, _) => {
-                let r = self
-                    .store
-                    .put(&part_path(uid, idx), PutPayload::from(data))
-                    .await?;
+                let r = self.store.put(&part_path(uid, idx), data).await?;
                 Ok(r.e_tag.unwrap_or_default())
             }
             (Some(_), None) => Err(StoreError::Corrupt("part without a multipart upload")),
