@@ -316,7 +316,6 @@ struct Release<'a> {
     state: &'a AppState,
     uid: String,
     base: UploadState,
-    armed: bool,
 }
 
 impl Release<'_> {
@@ -324,8 +323,7 @@ impl Release<'_> {
         Entry::State(Box::new(self.base.clone()))
     }
 
-    async fn now(mut self, lease: &Lease, orphan: Option<String>) {
-        self.armed = false;
+    async fn now(self, lease: &Lease, orphan: Option<String>) {
         let store = self.state.store.as_ref();
         let ring = &self.state.settings.master_keys;
         if let Err(e) = record::append(store, ring, &self.uid, lease.seq + 1, &self.entry()).await {
@@ -340,7 +338,8 @@ impl Release<'_> {
     }
 }
 
-/// Armed only while a lease is held, with the lease's newest sequence number.
+/// Holds the release while a lease is held (`None` once the PATCH committed or released),
+/// with the lease's newest sequence number.
 struct ReleaseOnDrop<'a> {
     release: Option<Release<'a>>,
     seq: u64,
@@ -349,9 +348,6 @@ struct ReleaseOnDrop<'a> {
 impl Drop for ReleaseOnDrop<'_> {
     fn drop(&mut self) {
         let Some(r) = self.release.take() else { return };
-        if !r.armed {
-            return;
-        }
         let store = r.state.store.clone();
         let ring = r.state.settings.master_keys.clone();
         let entry = r.entry();
@@ -422,7 +418,6 @@ where
             state,
             uid: uid.to_string(),
             base: st.clone(),
-            armed: true,
         }),
         seq: lease.seq,
     };
@@ -467,18 +462,16 @@ where
     };
     match result {
         Ok(progress) => {
-            if let Some(mut r) = guard.release.take() {
-                r.armed = false;
-            }
+            // Committed (or given back elsewhere): nothing to release on drop.
+            guard.release = None;
             match stop {
                 Some(e) => Err(e),
                 None => Ok(progress),
             }
         }
         Err(Failure::Released(e)) => {
-            if let Some(mut r) = guard.release.take() {
-                r.armed = false;
-            }
+            // Committed (or given back elsewhere): nothing to release on drop.
+            guard.release = None;
             Err(e)
         }
         Err(Failure::Keep(e, orphan)) => {
