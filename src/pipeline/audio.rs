@@ -1,8 +1,8 @@
 //! Audio and voice notes: codec, sample rate, channels, duration; a 64-value waveform for
 //! voice notes from decoded samples.
 //!
-//! Containers and codecs go through symphonia, with libopus (through
-//! `symphonia-adapter-libopus`) registered for Opus, which symphonia cannot decode itself. Two
+//! Containers and codecs go through symphonia, with the pure-Rust `opus-decoder` (adapter in
+//! `opus.rs`) registered for Opus, which symphonia cannot decode itself. Two
 //! things are done here rather than trusted to a library:
 //!
 //! * Ogg Opus duration comes from our own bounded page scan (RFC 7845): the first audio page
@@ -24,6 +24,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use super::opus::OpusDecoder;
 use symphonia::core::codecs::audio::well_known::{
     CODEC_ID_AAC, CODEC_ID_ADPCM_G722, CODEC_ID_ADPCM_IMA_QT, CODEC_ID_ALAC, CODEC_ID_FLAC,
     CODEC_ID_MP1, CODEC_ID_MP2, CODEC_ID_MP3, CODEC_ID_OPUS, CODEC_ID_PCM_ALAW,
@@ -36,7 +37,6 @@ use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, Track, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
-use symphonia_adapter_libopus::OpusDecoder;
 
 use super::{Analysis, AudioInfo, Limits, MediaError, Sniffed};
 
@@ -350,7 +350,7 @@ fn probe<'a>(
         .map_err(sym)
 }
 
-/// The default symphonia codecs plus libopus for Opus.
+/// The default symphonia codecs plus the pure-Rust Opus adapter.
 fn codecs() -> &'static CodecRegistry {
     static REGISTRY: OnceLock<CodecRegistry> = OnceLock::new();
     REGISTRY.get_or_init(|| {

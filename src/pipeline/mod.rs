@@ -8,6 +8,7 @@
 
 pub mod audio;
 pub mod mp4;
+mod opus;
 pub mod photo;
 pub mod pool;
 pub mod sniff;
