@@ -1,10 +1,13 @@
-//! Opus for symphonia: a decoder adapter over the pure-Rust `opus-decoder` crate.
+//! Opus for symphonia: a decoder adapter over the pure-Rust `opus-rs` crate.
 //!
-//! Symphonia demuxes Ogg Opus but cannot decode it. The adapter feeds each packet to
-//! `opus-decoder` (RFC 8251 conformant, `#![forbid(unsafe_code)]`, no C, so the build needs no
-//! `cmake`) and hands symphonia an audio buffer. Pre-skip is *not* applied here: the caller's
-//! accumulator drops it, because trimming only the first packet loses part of a pre-skip that
-//! spans more than one packet.
+//! Symphonia demuxes Ogg Opus but cannot decode it. The adapter feeds each packet to `opus-rs`
+//! (a Rust port of libopus: no C, so the build needs no `cmake`) and hands symphonia an audio
+//! buffer. `opus-rs` uses `unsafe` internally; like every decoder here it runs only inside the
+//! caged worker. The forbid-unsafe `opus-decoder` crate was measured too and decoded CELT at
+//! about real time (65× slower), too slow for voice notes of several minutes.
+//!
+//! Pre-skip is *not* applied here: the caller's accumulator drops it, because trimming only
+//! the first packet loses part of a pre-skip that spans more than one packet.
 
 use symphonia::core::audio::{
     AsGenericAudioBufferRef, AudioBuffer, AudioMut, AudioSpec, Channels, GenericAudioBufferRef,
@@ -29,7 +32,7 @@ static SUPPORTED: [SupportedAudioCodec; 1] = [SupportedAudioCodec {
     id: CODEC_ID_OPUS,
     info: CodecInfo {
         short_name: "opus",
-        long_name: "Opus (pure Rust, opus-decoder)",
+        long_name: "Opus (pure Rust, opus-rs)",
         profiles: &[],
     },
 }];
@@ -37,11 +40,11 @@ static SUPPORTED: [SupportedAudioCodec; 1] = [SupportedAudioCodec {
 /// A symphonia `AudioDecoder` for mono and stereo Opus streams (RFC 7845 mapping family 0).
 pub(crate) struct OpusDecoder {
     params: AudioCodecParameters,
-    decoder: opus_decoder::OpusDecoder,
+    decoder: opus_rs::OpusDecoder,
     channels: usize,
-    pcm: Vec<i16>,
-    /// The same samples scaled to ±1.0, kept between packets so decoding allocates nothing.
-    scaled: Vec<f32>,
+    /// Interleaved output of the last packet, kept between packets so decoding allocates
+    /// nothing.
+    pcm: Vec<f32>,
     buf: AudioBuffer<f32>,
 }
 
@@ -59,22 +62,28 @@ impl OpusDecoder {
         let Some(spec_channels) = layout(channels) else {
             return unsupported_error("opus: only mono and stereo streams are decoded");
         };
-        let decoder = opus_decoder::OpusDecoder::new(RATE, channels)
-            .map_err(|_| Error::Unsupported("opus: decoder rejected the stream parameters"))?;
+        let decoder = new_decoder(channels)?;
         Ok(Self {
             params: params.clone(),
             decoder,
             channels,
-            pcm: vec![0; MAX_FRAMES * channels],
-            scaled: vec![0.0; MAX_FRAMES * channels],
+            pcm: vec![0.0; MAX_FRAMES * channels],
             buf: AudioBuffer::new(AudioSpec::new(RATE, spec_channels), MAX_FRAMES),
         })
     }
 }
 
+fn new_decoder(channels: usize) -> Result<opus_rs::OpusDecoder> {
+    opus_rs::OpusDecoder::new(RATE as i32, channels)
+        .map_err(|_| Error::Unsupported("opus: decoder rejected the stream parameters"))
+}
+
 impl AudioDecoder for OpusDecoder {
     fn reset(&mut self) {
-        self.decoder.reset();
+        // opus-rs has no reset: a fresh decoder is the same state.
+        if let Ok(d) = new_decoder(self.channels) {
+            self.decoder = d;
+        }
     }
 
     fn codec_info(&self) -> &CodecInfo {
@@ -91,7 +100,7 @@ impl AudioDecoder for OpusDecoder {
         let frames = if packet.data.is_empty() {
             0
         } else {
-            match self.decoder.decode(packet.data, &mut self.pcm, false) {
+            match self.decoder.decode(packet.data, MAX_FRAMES, &mut self.pcm) {
                 Ok(n) if n <= MAX_FRAMES => n,
                 Ok(_) => return decode_error("opus: packet longer than 120 ms"),
                 Err(_) => return decode_error("opus: invalid packet"),
@@ -100,11 +109,7 @@ impl AudioDecoder for OpusDecoder {
         let samples = frames * self.channels;
         self.buf.clear();
         self.buf.render_uninit(Some(frames));
-        for (dst, &src) in self.scaled.iter_mut().zip(&self.pcm[..samples]) {
-            *dst = f32::from(src) / 32_768.0;
-        }
-        self.buf
-            .copy_from_slice_interleaved(&&self.scaled[..samples]);
+        self.buf.copy_from_slice_interleaved(&&self.pcm[..samples]);
         self.buf.trim(
             packet.trim_start.get() as usize,
             packet.trim_end.get() as usize,
