@@ -21,7 +21,7 @@ CODES = [
     ("malformed-digest", 400, "`X-Media-Sha256` (tus: the `sha256` of `Upload-Metadata`) is not a SHA-256 digest as 64 hex digits or base64 (including values that are not ASCII)."),
     ("missing-header", 400, "A required header is missing (`X-Media-Kind` and `X-Media-Format` also when not visible ASCII; tus: `Upload-Length`, `Upload-Offset`)."),
     ("malformed-json", 400, "The JSON body is not valid JSON, not `application/json`, has unknown fields or wrong types."),
-    ("invalid-field", 400, "A field, header or query parameter has a value outside its allowed range (`audience`, `ttl_s`, `content-length`, `seal`; tus: `upload-length`, `upload-offset`, `upload-metadata`, `upload-checksum`, and `upload-defer-length`, which is not supported), or the query string is malformed (`query`)."),
+    ("invalid-field", 400, "A field, header or query parameter has a value outside its allowed range (`audience`, `audiences` — empty, or an entry outside `[A-Za-z0-9._:-]{1,32}` —, `ttl_s`, `content-length`, `seal`; tus: `upload-length`, `upload-offset`, `upload-metadata`, `upload-checksum`, and `upload-defer-length`, which is not supported), or the query string is malformed (`query`)."),
     ("malformed-metadata", 400, "tus `Upload-Metadata` is not comma-separated `key base64value` pairs with unique keys, is longer than 4096 bytes, or lacks `kind`, `format` or `sha256` (as UTF-8)."),
     ("checksum-algorithm-unsupported", 400, "tus `Upload-Checksum` names an algorithm other than `sha256`."),
     ("media-not-found", 404, "No such media for this caller (another partner's media is indistinguishable from none), or the media a token names was deleted or replaced."),
@@ -30,6 +30,8 @@ CODES = [
     ("not-implemented", 501, "The feature is part of the API but turned off in this deployment: seal-for-me upload (`?seal=`) with `media.workers = 0`."),
     ("media-expired", 410, "The media's retention has ended."),
     ("token-invalid", 401, "The download token is malformed, tampered with, or not yet valid."),
+    ("too-many-audiences", 400, "A fan-out token request names more audiences than `tokens.max_audiences` (256 by default); nothing was minted."),
+    ("duplicate-audience", 400, "A fan-out token request names the same audience twice; nothing was minted."),
     ("token-expired", 401, "The download token has expired (after the configured clock-skew allowance)."),
     ("token-unknown-key", 401, "The download token was signed with a key id this service does not (or no longer) know."),
     ("too-large", 413, "The declared (or, for chunked bodies, received) length exceeds the media kind's limit (`limits.sealed.*`; seal-for-me: the plaintext limit `limits.seal.*`), or a JSON body exceeds 4096 bytes; tus: `Upload-Length` exceeds the kind's limit, or a `PATCH` body goes past `Upload-Length`."),
@@ -76,6 +78,8 @@ DETAIL = {
     "media-not-found": "no such media",
     "media-expired": "the media has expired",
     "token-invalid": "the download token is invalid",
+    "too-many-audiences": "at most 256 audiences per token request",
+    "duplicate-audience": "an audience is named twice in `audiences`",
     "too-large": "99999999 bytes exceed the image limit of 5767168 bytes",
     "digest-mismatch": "the SHA-256 of the received bytes does not match the declared digest",
     "range-not-satisfiable": "the requested range cannot be satisfied",
@@ -1008,6 +1012,24 @@ def tus_paths():
     return {"/v1/uploads/": coll, "/v1/uploads/{uid}": item}
 
 
+AUDIENCE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 32,
+    "pattern": "^[A-Za-z0-9._:-]{1,32}$",
+    "description": "Who the token is for (e.g. the receiving partner app or proxy); bound into "
+                   "the token. Otherwise 400 `invalid-field`.",
+}
+
+TOKEN_FIELDS = {
+    "token": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 200},
+    "url": {"type": "string", "format": "uri",
+            "description": "Absolute download URL: `{base}/v1/download/{token}`."},
+    "expires_at": {"type": "string", "format": "date-time",
+                   "description": "RFC 3339, UTC, whole seconds."},
+}
+
+
 def router_responses():
     """Answers of the router itself, for any path or method not in `paths`."""
     _, not_found = problem("Unknown path (any method).", ["not-found"])
@@ -1193,21 +1215,31 @@ def build():
         "post": {
             "tags": ["gateway"],
             "operationId": "mintToken",
-            "summary": "Mint a short-lived download token",
+            "summary": "Mint short-lived download tokens, for one audience or many",
             "description": (
-                "Requires scope `token`. The token is a stateless capability for `GET`/`HEAD "
+                "Requires scope `token`. A token is a stateless capability for `GET`/`HEAD "
                 "/v1/download/{token}` of this media, bound to the media's current generation, "
                 "the partner and the audience. It is signed, not encrypted: its holder can read "
                 "the partner id and audience inside it.\n\n"
+                "**One audience** (`{\"audience\": …}`) answers `MintResponse`. **Fan-out** "
+                "(`{\"audiences\": […]}`, e.g. the providers of a group's members) answers "
+                "`FanoutResponse`: one token per audience, in request order, all with the same "
+                "expiry. A fan-out request is all or nothing: at most `tokens.max_audiences` "
+                "audiences (256 by default; more answers 400 `too-many-audiences`), none twice "
+                "(400 `duplicate-audience`), none empty or outside `[A-Za-z0-9._:-]{1,32}` and not "
+                "an empty list (400 `invalid-field`); every audience is checked before any token "
+                "is minted. Naming both `audience` and `audiences`, or neither, is 400 "
+                "`invalid-field`. Each minted token is an audit log event (target `audit`: "
+                "partner, media id, audience, outcome; never the token).\n\n"
                 "Lifetime: `ttl_s` if given, else `tokens.default_ttl_s` (300 by default); in "
                 "both cases capped, not refused, at the partner's `max_token_ttl_s` (default "
                 "`tokens.max_ttl_s`, 3600), and never beyond the media's own expiry. Verification "
                 "allows `tokens.clock_skew_s` (30 s) of skew past `expires_at`.\n\n"
                 "`url` is `server.public_url` (or, when unset, the scheme and host this request "
                 "arrived with) followed by `/v1/download/{token}`.\n\n"
-                "The JSON body (at most 4096 bytes) is parsed before the scope is checked, so a "
-                "malformed body answers 400, and an oversized one 413, even for a key without "
-                "scope `token`."
+                "The JSON body (at most 65536 bytes on this route) is parsed before the scope is "
+                "checked, so a malformed body answers 400, and an oversized one 413, even for a key "
+                "without scope `token`."
             ),
             "security": [{"partnerKey": ["token"]}],
             "parameters": [ref("parameters", "X-Request-Id")],
@@ -1217,16 +1249,20 @@ def build():
             },
             "responses": {
                 "201": {
-                    "description": "Minted.",
+                    "description": "Minted: `MintResponse` for `audience`, `FanoutResponse` for "
+                                   "`audiences`.",
                     "headers": hdrs(),
-                    "content": {"application/json": {"schema": ref("schemas", "MintResponse")}},
+                    "content": {"application/json": {"schema": {"oneOf": [
+                        ref("schemas", "MintResponse"), ref("schemas", "FanoutResponse")]}}},
                 },
                 **errors(
                     ("The body is not valid JSON for `MintRequest` (wrong `Content-Type`, unknown "
-                     "field, wrong type), or `audience`/`ttl_s` is out of range.",
-                     ["malformed-json", "invalid-field"]),
-                    ("The JSON body exceeds 4096 bytes.", ["too-large"], ["Connection"], None,
-                     "4097 bytes exceed the json limit of 4096 bytes"),
+                     "field, wrong type), `audience`/`audiences`/`ttl_s` is out of range, more "
+                     "audiences than `tokens.max_audiences`, or an audience named twice.",
+                     ["malformed-json", "invalid-field", "too-many-audiences",
+                      "duplicate-audience"]),
+                    ("The JSON body exceeds 65536 bytes.", ["too-large"], ["Connection"], None,
+                     "65537 bytes exceed the json limit of 65536 bytes"),
                     R401,
                     ("The API key lacks scope `token`.", ["forbidden"], None, None,
                      "this API key lacks the `token` scope"),
@@ -1376,16 +1412,21 @@ def build():
         **seal_schemas(),
         "MintRequest": {
             "type": "object",
-            "required": ["audience"],
+            "description": "Exactly one of `audience` (one token) and `audiences` (fan-out).",
+            "oneOf": [{"required": ["audience"]}, {"required": ["audiences"]}],
             "additionalProperties": False,
             "properties": {
-                "audience": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": 32,
-                    "pattern": "^[A-Za-z0-9._:-]{1,32}$",
-                    "description": "Who the token is for (e.g. the receiving partner app or proxy); "
-                                   "bound into the token. Otherwise 400 `invalid-field`.",
+                "audience": AUDIENCE,
+                "audiences": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 256,
+                    "uniqueItems": True,
+                    "items": AUDIENCE,
+                    "description": "Fan-out: one token per entry, in this order. At most "
+                                   "`tokens.max_audiences` (256 by default; 400 "
+                                   "`too-many-audiences`), no duplicates (400 "
+                                   "`duplicate-audience`), not empty (400 `invalid-field`).",
                 },
                 "ttl_s": {
                     "type": "integer",
@@ -1402,13 +1443,30 @@ def build():
             "type": "object",
             "required": ["token", "url", "expires_at"],
             "additionalProperties": False,
+            "properties": TOKEN_FIELDS,
+        },
+        "FanoutResponse": {
+            "type": "object",
+            "required": ["tokens"],
+            "additionalProperties": False,
             "properties": {
-                "token": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 200},
-                "url": {"type": "string", "format": "uri",
-                        "description": "Absolute download URL: `{base}/v1/download/{token}`."},
-                "expires_at": {"type": "string", "format": "date-time",
-                               "description": "RFC 3339, UTC, whole seconds."},
+                "tokens": {
+                    "type": "array",
+                    "description": "One entry per requested audience, in request order.",
+                    "items": {
+                        "type": "object",
+                        "required": ["audience", "token", "url", "expires_at"],
+                        "additionalProperties": False,
+                        "properties": {"audience": AUDIENCE} | TOKEN_FIELDS,
+                    },
+                },
             },
+            "example": {"tokens": [
+                {"audience": "birdychat:app", "token": "AQECdDE…", "url":
+                 "https://media.example/v1/download/AQECdDE…", "expires_at": "2026-11-30T01:05:00Z"},
+                {"audience": "haiket-proxy", "token": "AQECdDF…", "url":
+                 "https://media.example/v1/download/AQECdDF…", "expires_at": "2026-11-30T01:05:00Z"},
+            ]},
         },
     }
 

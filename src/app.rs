@@ -137,6 +137,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, metrics_here: bool) {
     )
     .service(
         web::resource("/v1/media/{id}/tokens")
+            // A fan-out request names up to `tokens.max_audiences` audiences.
+            .app_data(json_config_limit(crate::token_service::JSON_LIMIT))
             .post(tokens::mint)
             .default_service(not_allowed("POST")),
     )
@@ -192,8 +194,12 @@ fn query_config() -> web::QueryConfig {
 }
 
 fn json_config() -> web::JsonConfig {
+    json_config_limit(4096)
+}
+
+fn json_config_limit(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
-        .limit(4096)
+        .limit(limit)
         .error_handler(|err, _| {
             use actix_web::error::JsonPayloadError;
             match err {

@@ -116,6 +116,7 @@ pub struct TokensConfig {
     pub default_ttl_s: u64,
     pub max_ttl_s: u64,
     pub clock_skew_s: u64,
+    pub max_audiences: usize,
     #[serde(default)]
     pub keys: BTreeMap<String, KeyEntry>,
 }
@@ -290,6 +291,8 @@ pub struct Settings {
     pub token_keys: KeyRing,
     pub token_default_ttl: u64,
     pub token_max_ttl: u64,
+    /// Most audiences one fan-out token request may name.
+    pub token_max_audiences: usize,
     pub clock_skew: u64,
     pub retention: Duration,
     /// How long an unfinished resumable upload lives (`Upload-Expires`).
@@ -468,6 +471,12 @@ impl Settings {
                 "must be between 1 and tokens.max_ttl_s",
             ));
         }
+        if t.max_audiences == 0 || t.max_audiences > crate::token_service::MAX_AUDIENCES_CEILING {
+            return Err(ConfigError::new(
+                "tokens.max_audiences",
+                "must be between 1 and 1024",
+            ));
+        }
         let m = &c.media;
         if m.workers > 64 {
             return Err(ConfigError::new("media.workers", "at most 64"));
@@ -559,6 +568,7 @@ impl Settings {
             token_keys: key_ring("tokens", "keys", &t.active, &t.keys)?,
             token_default_ttl: t.default_ttl_s,
             token_max_ttl: t.max_ttl_s,
+            token_max_audiences: t.max_audiences,
             clock_skew: t.clock_skew_s,
             retention: Duration::from_secs(c.retention.ttl_s),
             upload_expiry: Duration::from_secs(c.uploads.expiry_s),

@@ -29,6 +29,10 @@ pub enum ApiError {
     TokenInvalid,
     #[error("the download token has expired")]
     TokenExpired,
+    #[error("at most {max} audiences per token request")]
+    TooManyAudiences { max: usize },
+    #[error("an audience is named twice in `audiences`")]
+    DuplicateAudience,
     #[error("the download token was signed with a key this service does not know")]
     TokenUnknownKey,
     #[error("{declared} bytes exceed the {kind} limit of {limit} bytes")]
@@ -135,6 +139,8 @@ impl ApiError {
             ApiError::MediaExpired => "media-expired",
             ApiError::TokenInvalid => "token-invalid",
             ApiError::TokenExpired => "token-expired",
+            ApiError::TooManyAudiences { .. } => "too-many-audiences",
+            ApiError::DuplicateAudience => "duplicate-audience",
             ApiError::TokenUnknownKey => "token-unknown-key",
             ApiError::TooLarge { .. } => "too-large",
             ApiError::LengthMismatch => "length-mismatch",
@@ -190,9 +196,11 @@ impl ResponseError for ApiError {
             | ApiError::TokenExpired
             | ApiError::TokenUnknownKey => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::BadRequest(_) | ApiError::LengthMismatch | ApiError::BodyAborted => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadRequest(_)
+            | ApiError::LengthMismatch
+            | ApiError::BodyAborted
+            | ApiError::TooManyAudiences { .. }
+            | ApiError::DuplicateAudience => StatusCode::BAD_REQUEST,
             ApiError::MediaNotFound | ApiError::NotFoundRoute | ApiError::UploadNotFound => {
                 StatusCode::NOT_FOUND
             }

@@ -24,6 +24,7 @@ pub mod routes;
 pub mod seal;
 pub mod storage;
 pub mod sweep;
+pub mod token_service;
 pub mod tokens;
 pub mod uploads;
 

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use interop_media::client::{self, ClientError};
 use interop_media::config::{Config, Settings, Sources};
 use interop_media::crypto::keys::SecretKey;
@@ -46,6 +46,53 @@ struct ServeArgs {
     config: ConfigArgs,
 }
 
+/// E2EE attachment formats (`opaque`: upload only, no sealing).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Whatsapp,
+    Signal,
+    Opaque,
+}
+
+/// Media kinds.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KindArg {
+    Image,
+    Sticker,
+    Voice,
+    Audio,
+    Video,
+    Document,
+}
+
+impl FormatArg {
+    fn name(self) -> &'static str {
+        match self {
+            FormatArg::Whatsapp => "whatsapp",
+            FormatArg::Signal => "signal",
+            FormatArg::Opaque => "opaque",
+        }
+    }
+}
+
+impl KindArg {
+    fn name(self) -> &'static str {
+        match self {
+            KindArg::Image => "image",
+            KindArg::Sticker => "sticker",
+            KindArg::Voice => "voice",
+            KindArg::Audio => "audio",
+            KindArg::Video => "video",
+            KindArg::Document => "document",
+        }
+    }
+}
+
+const CLIENT_EXIT_CODES: &str = "Exit codes: 0 ok; 2 usage or configuration (bad arguments, \
+unreadable file, bad descriptor or state file); 3 verification failed (digest, MAC, padding, \
+length) or the media pipeline refused the file; 4 server or network error (for a resumable \
+upload: run the same command again to resume).";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service (the default command).
@@ -58,12 +105,13 @@ enum Command {
         action: ConfigAction,
     },
     /// Encrypt a file in an E2EE attachment format; prints the descriptor (JSON).
+    #[command(after_help = CLIENT_EXIT_CODES)]
     Prepare {
         file: PathBuf,
-        #[arg(long)]
-        format: String,
-        #[arg(long)]
-        kind: String,
+        #[arg(long, value_enum)]
+        format: FormatArg,
+        #[arg(long, value_enum)]
+        kind: KindArg,
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
         /// WhatsApp streaming sidecar (default: on for video, audio and voice).
@@ -78,14 +126,26 @@ enum Command {
         raw: bool,
     },
     /// Verify and decrypt a blob with its descriptor; writes nothing unless every check passes.
+    #[command(after_help = CLIENT_EXIT_CODES)]
     Open {
         blob: PathBuf,
+        /// The descriptor: as `prepare` printed it, or the whole JSON `upload` printed.
         #[arg(long)]
         descriptor: PathBuf,
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
     /// Prepare (unless --sealed), upload, mint a token; prints id, token URL and descriptor.
+    ///
+    /// Files over 8 MiB (or with --resumable) go through the resumable tus endpoint with a
+    /// progress bar (on a terminal): a dropped connection is retried with backoff from the
+    /// server's offset, and a killed upload resumes when the same command runs again. The
+    /// state (upload URL, sealed file's digest, where the descriptor is) is kept at --state,
+    /// mode 0600, beside the sealed copy (STATE.sealed), which is re-used so the resumed bytes
+    /// are the same; both are removed when the media exists. The state never holds the media
+    /// key: a resumable upload that seals needs --descriptor-out, written (0600) before the
+    /// first byte leaves.
+    #[command(after_help = CLIENT_EXIT_CODES)]
     Upload {
         file: PathBuf,
         #[arg(long)]
@@ -93,10 +153,10 @@ enum Command {
         /// File holding the partner API key.
         #[arg(long)]
         key_file: PathBuf,
-        #[arg(long, default_value = "whatsapp")]
-        format: String,
-        #[arg(long, default_value = "document")]
-        kind: String,
+        #[arg(long, value_enum, default_value = "whatsapp")]
+        format: FormatArg,
+        #[arg(long, value_enum, default_value = "document")]
+        kind: KindArg,
         /// The file is already sealed: upload it as is.
         #[arg(long)]
         sealed: bool,
@@ -105,13 +165,30 @@ enum Command {
         raw: bool,
         #[arg(long, default_value = "cli")]
         audience: String,
+        /// Also write the descriptor (it holds the media key) to this file, mode 0600.
+        #[arg(long)]
+        descriptor_out: Option<PathBuf>,
+        /// Use the resumable (tus) endpoint whatever the size.
+        #[arg(long)]
+        resumable: bool,
+        /// State file of a resumable upload [default: FILE.upload-state.json].
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Resumable: attempts in a row without finishing before giving up (exit 4).
+        #[arg(long, default_value_t = 10)]
+        attempts: u32,
+        /// Resumable: cap the upload rate, in bytes per second.
+        #[arg(long)]
+        max_rate: Option<u64>,
     },
     /// Fetch a token URL (resuming after dropped connections), optionally verify and decrypt.
+    #[command(after_help = CLIENT_EXIT_CODES)]
     Download {
         url: String,
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
-        /// Decrypt with this descriptor; OUTPUT then receives the plaintext.
+        /// Decrypt with this descriptor (as `prepare` printed it, or the whole JSON `upload`
+        /// printed); OUTPUT then receives the plaintext.
         #[arg(long)]
         descriptor: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
@@ -276,7 +353,11 @@ async fn run_sweep(config: ConfigArgs, dry_run: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_format_kind(format: &str, kind: &str) -> Result<(MediaFormat, MediaKind), ClientError> {
+fn parse_format_kind(
+    format: FormatArg,
+    kind: KindArg,
+) -> Result<(MediaFormat, MediaKind), ClientError> {
+    let (format, kind) = (format.name(), kind.name());
     let f = format.parse().map_err(|()| ClientError {
         code: 2,
         message: format!("unknown format `{format}`"),
@@ -299,7 +380,7 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
             descriptor_out,
             raw,
         } => {
-            let (f, k) = parse_format_kind(&format, &kind)?;
+            let (f, k) = parse_format_kind(format, kind)?;
             let d = if raw {
                 client::prepare(&file, &output, f, k, sidecar)?
             } else {
@@ -323,7 +404,7 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
             descriptor,
             output,
         } => {
-            let d = client::read_descriptor(&descriptor)?;
+            let d = client::read_descriptor_any(&descriptor)?;
             let opened = client::open(&blob, &d, &output)?;
             println!(
                 "{}",
@@ -339,25 +420,56 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
             sealed,
             raw,
             audience,
+            descriptor_out,
+            resumable,
+            state,
+            attempts,
+            max_rate,
         } => {
-            let (f, k) = parse_format_kind(&format, &kind)?;
+            let (f, k) = parse_format_kind(format, kind)?;
             let key = std::fs::read_to_string(&key_file).map_err(|e| ClientError {
                 code: 2,
                 message: format!("{}: {e}", key_file.display()),
             })?;
-            let up = runtime.block_on(client::upload(
-                &file,
-                &server,
-                key.trim(),
-                f,
-                k,
-                match (sealed, raw) {
-                    (true, _) => client::SealMode::AlreadySealed,
-                    (false, true) => client::SealMode::Raw,
-                    (false, false) => client::SealMode::Inspect,
-                },
-                &audience,
-            ))?;
+            let mode = match (sealed, raw) {
+                (true, _) => client::SealMode::AlreadySealed,
+                (false, true) => client::SealMode::Raw,
+                (false, false) => client::SealMode::Inspect,
+            };
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            let up = if resumable || state.is_some() || size > client::RESUMABLE_THRESHOLD {
+                let opts = client::Resumable {
+                    state: state.unwrap_or_else(|| client::default_state_path(&file)),
+                    descriptor_out,
+                    attempts: attempts.max(1),
+                    max_rate,
+                };
+                runtime.block_on(client::upload_resumable(
+                    &file,
+                    &server,
+                    key.trim(),
+                    f,
+                    k,
+                    mode,
+                    &audience,
+                    &opts,
+                ))?
+            } else {
+                let up = runtime.block_on(client::upload(
+                    &file,
+                    &server,
+                    key.trim(),
+                    f,
+                    k,
+                    mode,
+                    &audience,
+                ))?;
+                if let (Some(p), Some(d)) = (&descriptor_out, &up.descriptor) {
+                    let text = serde_json::to_vec_pretty(d).unwrap_or_default();
+                    client::write_private(p, &text)?;
+                }
+                up
+            };
             println!("{}", serde_json::to_string_pretty(&up).unwrap_or_default());
         }
         Command::Download {
@@ -368,7 +480,7 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
         } => {
             let desc = descriptor
                 .as_deref()
-                .map(client::read_descriptor)
+                .map(client::read_descriptor_any)
                 .transpose()?;
             match desc {
                 None => {

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub store_duration: HistogramVec,
     pub store_errors: IntCounterVec,
     pub tokens_minted: IntCounter,
+    pub token_mint_requests: IntCounterVec,
     pub tokens_rejected: IntCounterVec,
     pub uploads_rejected: IntCounterVec,
     pub uploads_in_flight: IntGauge,
@@ -98,6 +99,11 @@ impl Metrics {
                 &["op"],
             )?,
             tokens_minted: IntCounter::new("tokens_minted_total", "Download tokens minted.")?,
+            token_mint_requests: counter_vec(
+                "token_mint_requests_total",
+                "Successful token requests, by class (single, fanout) and audience-count bucket.",
+                &["class", "audiences"],
+            )?,
             tokens_rejected: counter_vec(
                 "tokens_rejected_total",
                 "Download tokens refused, by reason.",

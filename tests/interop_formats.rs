@@ -657,3 +657,97 @@ fn streaming_uses_flat_memory() {
         "streaming {len} bytes grew peak RSS by {grown} KiB"
     );
 }
+
+/// Issue 14 item 5: at plaintext lengths ≡ 65 504–65 519 (mod 65 536) the sealed stream
+/// `iv || enc` is a whole number of 64 KiB windows and the last sidecar window is the 10-byte
+/// MAC alone, inside the previous window's overlap. We generate it (the `while n*K < |S|`
+/// reading the published sample fixes); sidecars without it (one entry fewer, as some public
+/// implementations produce) verify too, whole-file and ranged; anything else does not.
+/// The other reading is computed here with `hmac` directly, not through `formats::sidecar`.
+#[test]
+fn whatsapp_sidecar_last_window_boundary_sizes_accept_both_readings() {
+    use hmac::{KeyInit, Mac};
+    let k = 65_536usize;
+    let sizes = [
+        65_503usize,
+        65_504,
+        65_511,
+        65_519,
+        65_520,
+        2 * k - 32,
+        2 * k - 17,
+        3 * k - 25,
+    ];
+    for &p in &sizes {
+        let plain = pattern(p, p as u64);
+        let key = whatsapp::MediaKey::generate().unwrap();
+        let keys = key.expand(MediaKind::Video);
+        let (blob, sealed) = whatsapp::encrypt(&keys, &plain, true).unwrap();
+        let ours = sealed.sidecar.clone().unwrap();
+        let enc = blob.len() - 10;
+        let boundary = (16 + enc) % k == 0;
+        assert_eq!(boundary, (p % k) >= 65_504 && (p % k) <= 65_519, "{p}");
+        // The other reading: a window only while it holds a byte the previous one does not.
+        let mut s = keys.iv.to_vec();
+        s.extend_from_slice(&blob);
+        let mut short = Vec::new();
+        let mut n = 0;
+        while n == 0 || n * k + 16 < s.len() {
+            let end = s.len().min((n + 1) * k + 16);
+            let mut h =
+                <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&keys.mac_key).unwrap();
+            h.update(&s[n * k..end]);
+            short.extend_from_slice(&h.finalize().into_bytes()[..10]);
+            n += 1;
+        }
+        assert_eq!(
+            ours.len() / 10,
+            (blob.len() + 16).div_ceil(k),
+            "{p}: our rule"
+        );
+        assert_eq!(
+            ours.len() - short.len(),
+            if boundary { 10 } else { 0 },
+            "{p}"
+        );
+        for sc in [ours.clone(), short.clone()] {
+            let expect = whatsapp::Expect {
+                file_enc_sha256: Some(sealed.file_enc_sha256),
+                file_sha256: Some(sealed.file_sha256),
+                file_length: Some(p as u64),
+                blob_length: Some(blob.len() as u64),
+                sidecar: Some(sc.clone()),
+            };
+            assert!(
+                whatsapp::decrypt(&keys, &blob, expect).unwrap() == plain,
+                "{p}"
+            );
+            // Ranged, sidecar-verified: the tail (the window before the MAC-only one) too.
+            for (a, b) in [(0, 100), (p.saturating_sub(40), p), (p / 2, p / 2 + 1)] {
+                let plan = whatsapp::RangePlan::new(a as u64..b as u64, p as u64, true).unwrap();
+                let fetched = &blob[plan.fetch.start as usize..plan.fetch.end as usize];
+                let got = whatsapp::decrypt_range(&keys, &plan, fetched, Some(&sc)).unwrap();
+                assert!(got == plain[a..b], "{p} {a}..{b}");
+            }
+            let mut bad = sc.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            let expect = whatsapp::Expect {
+                sidecar: Some(bad),
+                ..Default::default()
+            };
+            assert!(matches!(
+                whatsapp::decrypt(&keys, &blob, expect),
+                Err(FormatError::MacMismatch)
+            ));
+        }
+        // One entry fewer is accepted only at the boundary.
+        let cut = ours[..ours.len() - 10].to_vec();
+        let expect = whatsapp::Expect {
+            sidecar: Some(cut),
+            ..Default::default()
+        };
+        let r = whatsapp::decrypt(&keys, &blob, expect);
+        assert_eq!(r.is_ok(), boundary, "{p}: {r:?}");
+    }
+}

@@ -132,6 +132,8 @@ fn every_error() -> Vec<ApiError> {
         ApiError::MediaExpired,
         ApiError::TokenInvalid,
         ApiError::TokenExpired,
+        ApiError::TooManyAudiences { max: 256 },
+        ApiError::DuplicateAudience,
         ApiError::TokenUnknownKey,
         ApiError::TooLarge {
             kind: "image",

@@ -39,9 +39,31 @@ pub fn window_count(blob_len: u64) -> u64 {
     (blob_len + 16).div_ceil(WINDOW)
 }
 
-/// Sidecar length in bytes for a blob of `blob_len` bytes.
+/// Sidecar length in bytes for a blob of `blob_len` bytes (what this crate generates).
 pub fn sidecar_len(blob_len: u64) -> u64 {
     window_count(blob_len) * MAC_LEN as u64
+}
+
+/// Whether the last window lies wholly inside the previous window's 16-byte overlap, so that
+/// it authenticates nothing the previous one does not. For WhatsApp blobs that happens exactly
+/// when `16 + |enc|` is a multiple of 64 KiB (plaintext length ≡ 65 504–65 519 mod 65 536):
+/// the last window is then the 10-byte MAC alone. Some implementations do not emit it
+/// (`docs/FORMATS-E2EE.md` §1.1); verification accepts a sidecar with or without it.
+pub fn last_window_redundant(blob_len: u64) -> bool {
+    let l = blob_len + 16;
+    let n = window_count(blob_len);
+    n >= 2 && l - (n - 1) * WINDOW <= OVERLAP
+}
+
+/// Sidecar lengths verification accepts for a blob of `blob_len` bytes: ours, and one entry
+/// fewer when the last window is redundant (the only case where the readings differ, and then
+/// by exactly one entry, so the length says unambiguously which reading a sidecar follows).
+pub fn accepted_lens(blob_len: u64) -> (u64, Option<u64>) {
+    let ours = sidecar_len(blob_len);
+    (
+        ours,
+        last_window_redundant(blob_len).then(|| ours - MAC_LEN as u64),
+    )
 }
 
 /// Streaming generator of window MACs over `S`, fed in arbitrary pieces.
@@ -125,10 +147,12 @@ pub fn generate(mac_key: &[u8; 32], iv: &[u8; 16], blob: &[u8]) -> Vec<u8> {
     b.finish()
 }
 
-/// Checks the length of a sidecar against the blob length.
+/// Checks the length of a sidecar against the blob length (either reading, see
+/// [`accepted_lens`]).
 pub fn check_len(sidecar: &[u8], blob_len: u64) -> Result<()> {
-    let expected = sidecar_len(blob_len);
-    if sidecar.len() as u64 != expected {
+    let (expected, short) = accepted_lens(blob_len);
+    let len = sidecar.len() as u64;
+    if len != expected && Some(len) != short {
         return Err(FormatError::InvalidSidecar {
             expected,
             actual: sidecar.len() as u64,
@@ -215,11 +239,14 @@ impl SidecarVerifier {
         self.builder.update(data);
     }
 
-    /// Checks length, then every window (constant-time).
+    /// Checks length, then every window (constant-time). A sidecar without the redundant
+    /// last window is compared with ours minus that window: every byte of the blob is still
+    /// covered by a window it does hold.
     pub fn finish(self, blob_len: u64) -> Result<()> {
         check_len(&self.expected, blob_len)?;
         let got = self.builder.finish();
-        if ct_eq(&got, &self.expected) {
+        let got = got.get(..self.expected.len()).unwrap_or_default();
+        if ct_eq(got, &self.expected) {
             Ok(())
         } else {
             Err(FormatError::MacMismatch)
@@ -230,6 +257,81 @@ impl SidecarVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The other reading, written independently: a window is emitted only while it holds a
+    /// byte the previous window does not (`n*K + 16 < L`, window 0 always).
+    fn reference_short(mac_key: &[u8; 32], s: &[u8]) -> Vec<u8> {
+        let k = WINDOW as usize;
+        let mut out = Vec::new();
+        let mut n = 0;
+        while n == 0 || n * k + 16 < s.len() {
+            let end = s.len().min((n + 1) * k + 16);
+            let mut h = hmac_sha256(mac_key);
+            h.update(&s[n * k..end]);
+            out.extend_from_slice(&h.finalize().into_bytes()[..10]);
+            n += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn last_window_rule_at_the_boundary_sizes() {
+        let key = [3u8; 32];
+        let iv = [5u8; 16];
+        let k = WINDOW as usize;
+        // WhatsApp blob lengths are 16*m + 10; the readings differ only at 16 + enc = j*K.
+        for enc in (16..5 * k).step_by(16) {
+            let blob_len = enc as u64 + 10;
+            let boundary = (16 + enc) % k == 0;
+            assert_eq!(last_window_redundant(blob_len), boundary, "enc {enc}");
+        }
+        for j in 1..=3usize {
+            for delta in [-32i64, -16, 0, 16] {
+                let enc = (j * k) as i64 - 16 + delta;
+                let blob_len = (enc + 10) as usize;
+                let blob: Vec<u8> = (0..blob_len).map(|i| (i * 13 % 251) as u8).collect();
+                let mut s = iv.to_vec();
+                s.extend_from_slice(&blob);
+                let ours = generate(&key, &iv, &blob);
+                let short = reference_short(&key, &s);
+                let boundary = delta == 0;
+                assert_eq!(
+                    ours.len() - short.len(),
+                    if boundary { 10 } else { 0 },
+                    "{j} {delta}"
+                );
+                assert_eq!(&ours[..short.len()], &short[..], "shared windows equal");
+                for sc in [&ours, &short] {
+                    check_len(sc, blob_len as u64).unwrap();
+                    let mut v = SidecarVerifier::new(&key, sc.to_vec());
+                    v.update(&iv);
+                    v.update(&blob);
+                    v.finish(blob_len as u64).unwrap();
+                    // Tampering with any entry of either reading fails.
+                    for at in (0..sc.len()).step_by(10) {
+                        let mut bad = sc.to_vec();
+                        bad[at] ^= 1;
+                        let mut v = SidecarVerifier::new(&key, bad);
+                        v.update(&iv);
+                        v.update(&blob);
+                        assert!(matches!(
+                            v.finish(blob_len as u64),
+                            Err(FormatError::MacMismatch)
+                        ));
+                    }
+                }
+                // One entry fewer is accepted only at the boundary; two fewer never.
+                let cut = &ours[..ours.len() - 10];
+                assert_eq!(check_len(cut, blob_len as u64).is_ok(), boundary);
+                if ours.len() >= 20 {
+                    assert!(check_len(&ours[..ours.len() - 20], blob_len as u64).is_err());
+                }
+                let mut longer = ours.clone();
+                longer.extend_from_slice(&[0; 10]);
+                assert!(check_len(&longer, blob_len as u64).is_err());
+            }
+        }
+    }
 
     fn reference(mac_key: &[u8; 32], s: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -1,4 +1,6 @@
-//! `POST /v1/media/{id}/tokens`: mint a download token for a partner's media.
+//! `POST /v1/media/{id}/tokens`: mint download tokens for a partner's media, for one audience
+//! (`{"audience"}`) or many (`{"audiences": […]}`, a group's members' providers). Policy lives
+//! in [`crate::token_service`]; this handler parses and formats.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -7,12 +9,13 @@ use crate::app::AppState;
 use crate::auth::{Gateway, Scope};
 use crate::error::{ApiError, BadRequest};
 use crate::ingest::{now_unix, rfc3339};
-use crate::tokens::{self, Claims, MAX_AUDIENCE_LEN};
+use crate::token_service::{Class, MintRequest, TokenService};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MintRequest {
-    audience: String,
+pub struct MintBody {
+    audience: Option<String>,
+    audiences: Option<Vec<String>>,
     ttl_s: Option<u64>,
 }
 
@@ -23,11 +26,17 @@ pub struct MintResponse {
     expires_at: String,
 }
 
-fn audience_is_valid(a: &str) -> bool {
-    !a.is_empty()
-        && a.len() <= MAX_AUDIENCE_LEN
-        && a.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+#[derive(Debug, Serialize)]
+pub struct FanoutEntry {
+    audience: String,
+    token: String,
+    url: String,
+    expires_at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FanoutResponse {
+    tokens: Vec<FanoutEntry>,
 }
 
 pub async fn mint(
@@ -35,48 +44,59 @@ pub async fn mint(
     gw: Gateway,
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Json<MintRequest>,
+    body: web::Json<MintBody>,
 ) -> Result<HttpResponse, ApiError> {
     gw.0.require(Scope::Token)?;
-    if !audience_is_valid(&body.audience) {
-        return Err(BadRequest::InvalidField("audience").into());
-    }
-    let s = &state.settings;
-    let ttl = match body.ttl_s {
-        Some(0) => return Err(BadRequest::InvalidField("ttl_s").into()),
-        // Capped, not refused: a gateway asking for more simply gets the most it may have.
-        Some(t) => t.min(gw.0.max_token_ttl),
-        None => s.token_default_ttl.min(gw.0.max_token_ttl),
+    let body = body.into_inner();
+    let single;
+    let (class, audiences): (Class, &[String]) = match (&body.audience, &body.audiences) {
+        (Some(a), None) => {
+            single = [a.clone()];
+            (Class::Single, &single)
+        }
+        (None, Some(list)) => (Class::Fanout, list),
+        // Neither or both: which one the caller meant is a guess.
+        (None, None) => return Err(BadRequest::InvalidField("audience").into()),
+        (Some(_), Some(_)) => return Err(BadRequest::InvalidField("audiences").into()),
     };
+    let request = MintRequest {
+        class,
+        audiences,
+        ttl_s: body.ttl_s,
+    };
+    let service = TokenService::new(&state);
+    let ttl = service.precheck(&gw.0, &request)?;
     let head = super::media::owned(&state, &gw, &id).await?;
-    let meta = &head.header.meta;
-    let now = now_unix();
-    let mut media_id = [0u8; 16];
-    let mut generation = [0u8; 8];
-    hex::decode_to_slice(id.as_str(), &mut media_id).map_err(|_| ApiError::MediaNotFound)?;
-    hex::decode_to_slice(&meta.generation, &mut generation).map_err(|_| ApiError::Internal)?;
-    // Never outlive the media itself.
-    let expires = (now + ttl).min(meta.expires);
-    let claims = Claims {
-        media_id,
-        generation,
-        partner: gw.0.id.clone(),
-        audience: body.audience.clone(),
-        issued: now,
-        expires,
-    };
-    let token = tokens::mint(&s.token_keys, &claims)?;
-    state.metrics.tokens_minted.inc();
-    let base = match &s.public_url {
+    let minted = service.mint_all(&gw.0, &id, &head, &request, ttl, now_unix())?;
+    let base = match &state.settings.public_url {
         Some(u) => u.clone(),
         None => {
             let info = req.connection_info();
             format!("{}://{}", info.scheme(), info.host())
         }
     };
-    Ok(HttpResponse::Created().json(MintResponse {
-        url: format!("{base}/v1/download/{token}"),
-        token,
-        expires_at: rfc3339(expires),
-    }))
+    let url = |token: &str| format!("{base}/v1/download/{token}");
+    match class {
+        Class::Single => {
+            let m = minted.into_iter().next().ok_or(ApiError::Internal)?;
+            Ok(HttpResponse::Created().json(MintResponse {
+                url: url(&m.token),
+                token: m.token,
+                expires_at: rfc3339(m.expires),
+            }))
+        }
+        Class::Fanout => Ok(HttpResponse::Created()
+            .insert_header(("cache-control", "no-store"))
+            .json(FanoutResponse {
+                tokens: minted
+                    .into_iter()
+                    .map(|m| FanoutEntry {
+                        url: url(&m.token),
+                        expires_at: rfc3339(m.expires),
+                        audience: m.audience,
+                        token: m.token,
+                    })
+                    .collect(),
+            })),
+    }
 }
