@@ -28,6 +28,22 @@ pub fn media_path(id: &str) -> Path {
     Path::from_iter([MEDIA_PREFIX, id])
 }
 
+/// Large single uploads are written here first (`staging/<id>.<random>`), then committed to
+/// `media/<id>` with a create-only copy, so that of several uploads racing on one id exactly
+/// one becomes the media (a multipart completion would silently overwrite). What a crash
+/// leaves here is an ordinary listable object that `sweep` removes once it is old enough.
+pub const STAGING_PREFIX: &str = "staging";
+
+/// A fresh staging path for media `id`.
+pub fn staging_path(id: &str) -> Result<Path, crate::crypto::CryptoError> {
+    let mut r = [0u8; 8];
+    crate::crypto::random_bytes(&mut r)?;
+    Ok(Path::from_iter([
+        STAGING_PREFIX,
+        &format!("{id}.{}", hex::encode(r)),
+    ]))
+}
+
 enum Url<'a> {
     File(&'a str),
     Memory,
@@ -113,7 +129,15 @@ pub fn open_backend(s: &StorageSettings) -> Result<Backend, String> {
         Url::S3 { bucket, prefix } => {
             // Client options first: `with_client_options` replaces them whole, and
             // `with_allow_http` is stored inside them.
-            let mut b = AmazonS3Builder::from_env()
+            let mut b = AmazonS3Builder::from_env();
+            // Staged objects become media with a create-only copy. AWS S3 (and servers that
+            // honour `If-None-Match: *` on CompleteMultipartUpload) do that as a one-part
+            // multipart copy completed only if the target is absent; other servers can set
+            // `AWS_COPY_IF_NOT_EXISTS` (e.g. `header: cf-copy-destination-if-none-match: *`).
+            if std::env::var_os("AWS_COPY_IF_NOT_EXISTS").is_none() {
+                b = b.with_copy_if_not_exists(object_store::aws::S3CopyIfNotExists::Multipart);
+            }
+            let mut b = b
                 .with_client_options(
                     ClientOptions::new()
                         .with_connect_timeout(Duration::from_secs(5))

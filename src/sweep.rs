@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::crypto::keys::KeyRing;
 use crate::error::StoreError;
-use crate::storage::{MEDIA_PREFIX, media_path, read_head};
+use crate::storage::{MEDIA_PREFIX, read_head};
 use crate::uploads::parts::PartStore;
 use crate::uploads::record::{self, Loaded, UPLOADS_PREFIX};
 
@@ -99,7 +99,7 @@ pub async fn sweep_uploads(
                         v.state
                             .multipart
                             .clone()
-                            .map(|id| (v.state.media_id.clone(), id))
+                            .map(|id| (v.state.target(&uid), id))
                     })
                     .flatten();
                 (over, mp)
@@ -121,8 +121,8 @@ pub async fn sweep_uploads(
             report.uploads_removed += u64::from(over);
             continue;
         }
-        if let Some((media_id, id)) = &multipart {
-            parts.abort(&media_path(media_id), Some(id)).await;
+        if let Some((target, id)) = &multipart {
+            parts.abort(target, Some(id)).await;
         }
         let mut files = store.list(Some(&record::upload_dir(&uid)));
         let mut failed = false;

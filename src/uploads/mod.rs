@@ -40,7 +40,7 @@ use crate::auth::Partner;
 use crate::crypto::object::{ObjectMeta, open_header, seal_header};
 use crate::crypto::stream::Sealer;
 use crate::error::{ApiError, StoreError};
-use crate::ingest::{BodyError, InFlight, lookup, next_piece, now_unix, put_once};
+use crate::ingest::{BodyError, InFlight, commit_staged, lookup, next_piece, now_unix, put_once};
 use crate::media::{MediaFormat, MediaKind};
 use crate::storage::media_path;
 use record::{Claim, Entry, Loaded, Tail, UploadState, View};
@@ -156,6 +156,7 @@ pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiErr
         hash_state: STANDARD.encode(Sha256::new().serialize()),
         tail: None,
         completed: false,
+        staged: true,
     };
     let store = state.store.as_ref();
     let ring = &state.settings.master_keys;
@@ -207,7 +208,7 @@ pub async fn terminate(state: &AppState, partner: &Partner, uid: &str) -> Result
             let multipart = (!view.state.completed)
                 .then(|| view.state.multipart.clone())
                 .flatten();
-            discard_data(state, uid, &view.state.media_id, multipart, Some(seq)).await;
+            discard_data(state, uid, &view.state.target(uid), multipart, Some(seq)).await;
             return Ok(());
         }
     }
@@ -219,14 +220,11 @@ pub async fn terminate(state: &AppState, partner: &Partner, uid: &str) -> Result
 pub async fn discard_data(
     state: &AppState,
     uid: &str,
-    media_id: &str,
+    target: &Path,
     multipart: Option<String>,
     below: Option<u64>,
 ) {
-    state
-        .parts
-        .abort(&media_path(media_id), multipart.as_deref())
-        .await;
+    state.parts.abort(target, multipart.as_deref()).await;
     let store = state.store.clone();
     let uid = uid.to_string();
     let work = async move {
@@ -332,7 +330,7 @@ impl Release<'_> {
         if orphan.is_some() {
             self.state
                 .parts
-                .abort(&media_path(&self.base.media_id), orphan.as_deref())
+                .abort(&self.base.target(&self.uid), orphan.as_deref())
                 .await;
         }
     }
@@ -608,7 +606,7 @@ impl<'a> Writer<'a> {
         Ok(Writer {
             state,
             uid: uid.to_string(),
-            target: media_path(&st.media_id),
+            target: st.target(uid),
             sealed,
             sealer: Some(sealer),
             hasher: hash_state,
@@ -837,7 +835,7 @@ impl<'a> Writer<'a> {
             discard_data(
                 state,
                 &self.uid,
-                &st.media_id,
+                &self.target,
                 self.multipart.clone(),
                 Some(seq),
             )
@@ -865,7 +863,7 @@ impl<'a> Writer<'a> {
                 state,
                 &st.partner,
                 &st.media_id,
-                &self.target,
+                &media_path(&st.media_id),
                 object,
                 false,
             )
@@ -886,6 +884,17 @@ impl<'a> Writer<'a> {
                     .map_err(ApiError::from),
                 Err(e) => Err(e),
             }
+        };
+        // Parts were completed into the upload's own staging object (current uploads): make
+        // it the media with a create-only commit, so a racing upload of the same content
+        // cannot replace a media (and its generation) that tokens were minted for.
+        let written = match written {
+            Ok(()) if !self.parts.is_empty() && existing.is_none() && st.staged => {
+                commit_staged(state, &st.partner, &st.media_id, &self.target, false)
+                    .await
+                    .map(|_| ())
+            }
+            other => other,
         };
         if let Err(e) = written {
             tracing::warn!(code = e.code(), "completing a resumable upload failed");
@@ -920,7 +929,7 @@ impl<'a> Writer<'a> {
             .bytes_in
             .with_label_values(&[st.kind.as_str()])
             .inc_by(st.length);
-        discard_data(state, &self.uid, &st.media_id, None, None).await;
+        discard_data(state, &self.uid, &self.target, None, None).await;
         Ok(Progress::of(&self.uid, &done))
     }
 }
