@@ -248,3 +248,203 @@ fn sigkill_mid_upload_then_sweep_leaves_nothing() {
         );
     }
 }
+
+/// Defect 5: a replica SIGKILLed after 12 MiB of a 24 MiB PATCH (8 MiB parts) has made the
+/// completed part durable: `HEAD` answers offset ≥ 8 MiB on the restarted service, and the
+/// upload resumes from there byte-exact.
+#[test]
+fn tus_progress_survives_sigkill_mid_patch() {
+    use base64::Engine as _;
+    use std::io::Write;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for backend in backends() {
+        let mut svc = ServiceBuilder::new()
+            .backend(&backend)
+            .env("INTEROP_MEDIA_UPLOADS__LEASE_S", "5")
+            .spawn();
+        let body = pattern(24 << 20, 5);
+        let c = http();
+        let auth = format!("Bearer {}", svc.partner_key);
+        let path = block_on(async {
+            let r = c
+                .post(svc.url("/v1/uploads/"))
+                .header("authorization", &auth)
+                .header("tus-resumable", "1.0.0")
+                .header("upload-length", body.len().to_string())
+                .header(
+                    "upload-metadata",
+                    format!(
+                        "kind {},format {},sha256 {}",
+                        b64("video"),
+                        b64("opaque"),
+                        b64(&sha_hex(&body))
+                    ),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            r.headers()["location"].to_str().unwrap().to_string()
+        });
+        // One PATCH for the whole file (as tus-js-client sends it); 12 MiB arrive, then the
+        // replica dies.
+        let head = format!(
+            "PATCH {path} HTTP/1.1\r\nHost: t\r\nAuthorization: {auth}\r\nTus-Resumable: 1.0.0\r\n\
+             Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut sock = std::net::TcpStream::connect(svc.addr).unwrap();
+        sock.write_all(head.as_bytes()).unwrap();
+        sock.write_all(&body[..12 << 20]).unwrap();
+        sock.flush().unwrap();
+        // Give the first part time to reach the store, then kill.
+        std::thread::sleep(Duration::from_millis(2500));
+        svc.kill();
+        drop(sock);
+        svc.restart();
+        let auth = format!("Bearer {}", svc.partner_key);
+        let offset: u64 = block_on(async {
+            let r = c
+                .head(svc.url(&path))
+                .header("authorization", &auth)
+                .header("tus-resumable", "1.0.0")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.headers()["upload-offset"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        });
+        println!(
+            "{}: offset after SIGKILL at 12 MiB: {offset}",
+            backend.name()
+        );
+        assert!(
+            offset >= 8 << 20,
+            "{}: progress lost: offset {offset}",
+            backend.name()
+        );
+        // Resume (after the dead PATCH's lease) and check the result byte for byte.
+        let id = block_on(async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let r = c
+                    .patch(svc.url(&path))
+                    .header("authorization", &auth)
+                    .header("tus-resumable", "1.0.0")
+                    .header("content-type", "application/offset+octet-stream")
+                    .header("upload-offset", offset.to_string())
+                    .body(body[offset as usize..].to_vec())
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == StatusCode::NO_CONTENT {
+                    break r.headers()["media-id"].to_str().unwrap().to_string();
+                }
+                assert_eq!(r.status(), StatusCode::CONFLICT);
+                assert!(std::time::Instant::now() < deadline, "never resumed");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        let got = block_on(async {
+            let r = c
+                .post(svc.url(&format!("/v1/media/{id}/tokens")))
+                .header("authorization", &auth)
+                .json(&serde_json::json!({"audience": "t"}))
+                .send()
+                .await
+                .unwrap();
+            let v: Value = r.json().await.unwrap();
+            download(&svc.base, v["token"].as_str().unwrap()).await
+        });
+        assert_eq!(got.0, StatusCode::OK);
+        assert!(got.1 == body, "{}: resumed upload differs", backend.name());
+    }
+}
+
+/// Defect 9: a stored chunk that fails authentication is never served as a complete body.
+/// A failure in the first chunks of the range answers 500 before any status line; a later
+/// one cuts the transfer short of `Content-Length`. Both are logged with the media id.
+#[test]
+fn corrupt_stored_chunk_never_looks_complete() {
+    let svc = ServiceBuilder::new().spawn();
+    let body = pattern(3 << 20, 9);
+    let (id, token) = block_on(async {
+        let (_, id, token) = upload_then_mint(
+            &svc.base,
+            &svc.partner_key,
+            bytes::Bytes::from(body.clone()),
+        )
+        .await;
+        (id, token)
+    });
+    let file = svc.data_dir.join("objects").join("media").join(&id);
+    let flip = |at: u64| {
+        let mut data = std::fs::read(&file).unwrap();
+        data[at as usize] ^= 0x01;
+        std::fs::write(&file, data).unwrap();
+    };
+    let len = std::fs::metadata(&file).unwrap().len();
+    // A chunk near the end: the status line has gone out; the body must not end "complete".
+    flip(len - 100_000);
+    block_on(async {
+        let r = http()
+            .get(format!("{}/v1/download/{token}", svc.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let got = r.bytes().await;
+        assert!(
+            got.is_err(),
+            "a body cut by a failed chunk was read as complete ({} of {} bytes)",
+            got.map(|b| b.len()).unwrap_or(0),
+            body.len()
+        );
+        // A range that starts in the bad chunk fails before the status line.
+        let r = http()
+            .get(format!("{}/v1/download/{token}", svc.base))
+            .header("range", format!("bytes={}-", body.len() - 90_000))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    });
+    // The first chunk: 500, not 200.
+    flip(len - 100_000);
+    flip(2000);
+    block_on(async {
+        let r = http()
+            .get(format!("{}/v1/download/{token}", svc.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["code"], "internal", "{v}");
+    });
+    let log = svc.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("failed to decrypt"))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    assert!(
+        lines.iter().all(|l| l.contains("ERROR") && l.contains(&id)),
+        "{lines:?}"
+    );
+    let metrics = block_on(async {
+        let r = http().get(svc.url("/metrics")).send().await.unwrap();
+        (r.status(), r.text().await.unwrap_or_default())
+    });
+    if metrics.0 == StatusCode::OK {
+        assert!(
+            metrics.1.contains("stored_decrypt_failures_total 3"),
+            "{}",
+            metrics.1
+        );
+    }
+}

@@ -431,12 +431,18 @@ where
 
     // Feed the writer; `stop` is why the body ended early (its data up to there is kept).
     let fed = match req.checksum {
-        None => writer.feed(&mut lease, &mut guard, body, remaining).await,
+        None => {
+            writer
+                .feed(&mut lease, &mut guard, st, body, remaining)
+                .await
+        }
         Some(sum) => match spool(state, &mut lease, &mut guard, uid, body, remaining, sum).await {
             Ok(file) => {
                 let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
                     .map(|r| r.map_err(|_| BodyError::Aborted));
-                writer.feed(&mut lease, &mut guard, stream, remaining).await
+                writer
+                    .feed(&mut lease, &mut guard, st, stream, remaining)
+                    .await
             }
             Err(e) => Err(e),
         },
@@ -556,7 +562,30 @@ struct Writer<'a> {
     started_multipart: bool,
     in_flight: JoinSet<(usize, Result<String, StoreError>)>,
     received: u64,
+    /// Positions right after a part was cut, committed once the parts up to them are stored.
+    checkpoints: std::collections::VecDeque<Checkpoint>,
+    /// The staged tail of the newest committed state (removed once a newer one commits).
+    committed_tail: Option<Tail>,
 }
+
+/// Where a PATCH stood right after cutting a part: everything needed to resume there. Once
+/// every part up to it is stored it is committed as a `state` record (durable progress while
+/// one long PATCH runs, so a crash loses at most the parts in flight, not the whole PATCH).
+struct Checkpoint {
+    /// Bytes of this PATCH's body sealed so far.
+    received: u64,
+    /// Parts written (or in flight) up to here.
+    parts: usize,
+    /// The sealer position: next chunk index and held-back plaintext.
+    index: u64,
+    pending: zeroize::Zeroizing<Vec<u8>>,
+    /// Sealed bytes past the last part (at most one body piece, staged as the tail).
+    sealed: Vec<u8>,
+    hasher: Sha256,
+}
+
+/// A checkpoint whose leftover is larger than this is skipped (the next one is taken).
+const MAX_CHECKPOINT_TAIL: usize = 1 << 20;
 
 impl<'a> Writer<'a> {
     async fn resume(
@@ -615,6 +644,8 @@ impl<'a> Writer<'a> {
             started_multipart: false,
             in_flight: JoinSet::new(),
             received: 0,
+            checkpoints: std::collections::VecDeque::new(),
+            committed_tail: st.tail,
         })
     }
 
@@ -623,7 +654,8 @@ impl<'a> Writer<'a> {
     async fn feed<S>(
         &mut self,
         lease: &mut Lease,
-        guard: &mut ReleaseOnDrop<'_>,
+        guard: &mut ReleaseOnDrop<'a>,
+        st: &UploadState,
         mut body: S,
         remaining: u64,
     ) -> Result<Option<ApiError>, ApiError>
@@ -633,7 +665,26 @@ impl<'a> Writer<'a> {
         let idle = self.state.settings.body_idle_timeout;
         let part_size = self.state.settings.storage.part_size;
         loop {
-            let piece = match next_piece(&mut body, idle).await {
+            // Parts that finished since the last piece: commit the progress they make durable.
+            while let Some(joined) = self.in_flight.try_join_next() {
+                self.joined(joined)?;
+            }
+            self.commit_checkpoint(lease, guard, st).await?;
+            // While a checkpoint waits for its parts, a part finishing commits it even if the
+            // body has paused (the client may be slow, or about to vanish).
+            let next = loop {
+                if self.checkpoints.is_empty() || self.in_flight.is_empty() {
+                    break next_piece(&mut body, idle).await;
+                }
+                tokio::select! {
+                    p = next_piece(&mut body, idle) => break p,
+                    Some(joined) = self.in_flight.join_next() => {
+                        self.joined(joined)?;
+                        self.commit_checkpoint(lease, guard, st).await?;
+                    }
+                }
+            };
+            let piece = match next {
                 Ok(Some(p)) => p,
                 Ok(None) => return Ok(None),
                 Err(e) => return Ok(Some(e)),
@@ -660,8 +711,97 @@ impl<'a> Writer<'a> {
                 self.make_room().await?;
                 let part = self.sealed.take(part_size);
                 self.put_part(part).await?;
+                if self.sealed.len() < part_size {
+                    self.take_checkpoint();
+                }
             }
         }
+    }
+
+    /// Remember where this PATCH stands right after a part was cut.
+    fn take_checkpoint(&mut self) {
+        let Some(sealer) = self.sealer.as_ref() else {
+            return;
+        };
+        if self.sealed.len() > MAX_CHECKPOINT_TAIL {
+            return;
+        }
+        let (index, pending) = sealer.position();
+        let mut sealed = Vec::with_capacity(self.sealed.len());
+        for b in &self.sealed.pieces {
+            sealed.extend_from_slice(b);
+        }
+        self.checkpoints.push_back(Checkpoint {
+            received: self.received,
+            parts: self.parts.len(),
+            index,
+            pending: zeroize::Zeroizing::new(pending.to_vec()),
+            sealed,
+            hasher: self.hasher.clone(),
+        });
+    }
+
+    /// Commit the newest checkpoint whose parts are all stored: stage its tail, append its
+    /// state, then claim again on top of it (so the newest record stays our claim and other
+    /// PATCHes keep answering 409). From then on a failure gives back this state, and the
+    /// multipart upload belongs to the committed state (no longer ours to abort).
+    async fn commit_checkpoint(
+        &mut self,
+        lease: &mut Lease,
+        guard: &mut ReleaseOnDrop<'a>,
+        st: &UploadState,
+    ) -> Result<(), ApiError> {
+        let mut ready = None;
+        while let Some(cp) = self.checkpoints.front() {
+            if self.parts[..cp.parts].iter().any(String::is_empty) {
+                break;
+            }
+            ready = self.checkpoints.pop_front();
+        }
+        let Some(cp) = ready else { return Ok(()) };
+        let store = self.state.store.as_ref();
+        let ring = &self.state.settings.master_keys;
+        let seq = lease.seq + 1;
+        let mut next = st.clone();
+        next.offset = st.offset + cp.received;
+        next.parts = self.parts[..cp.parts].to_vec();
+        next.multipart = self.multipart.clone();
+        next.sealer_index = cp.index;
+        next.hash_state = STANDARD.encode(cp.hasher.serialize());
+        next.tail = None;
+        if !cp.sealed.is_empty() || !cp.pending.is_empty() {
+            let path = record::tail_path(&self.uid, seq);
+            let mut plain = zeroize::Zeroizing::new(cp.sealed.clone());
+            plain.extend_from_slice(&cp.pending);
+            let payload = record::seal(ring, &self.uid, &path, &plain).map(PutPayload::from)?;
+            store.put(&path, payload).await.map_err(StoreError::from)?;
+            next.tail = Some(Tail {
+                seq,
+                sealed_len: cp.sealed.len() as u64,
+                plain_len: cp.pending.len() as u64,
+            });
+        }
+        let entry = Entry::State(Box::new(next.clone()));
+        if !record::append(store, ring, &self.uid, seq, &entry).await? {
+            return Err(ApiError::UploadBusy);
+        }
+        lease.seq = seq;
+        lease.base_seq = seq;
+        guard.seq = seq;
+        self.started_multipart = false;
+        if let Some(r) = guard.release.as_mut() {
+            r.base = next.clone();
+        }
+        if let Some(old) = std::mem::replace(&mut self.committed_tail, next.tail) {
+            let store = self.state.store.clone();
+            let path = record::tail_path(&self.uid, old.seq);
+            self.state.cleanup.spawn(async move {
+                let _ = store.delete(&path).await;
+            });
+        }
+        lease.renew(self.state, &self.uid).await?;
+        guard.seq = lease.seq;
+        Ok(())
     }
 
     /// Start writing the next part, waiting while `upload_concurrency` parts are in flight.
@@ -697,12 +837,21 @@ impl<'a> Writer<'a> {
     async fn join_one(&mut self) -> Result<(), ApiError> {
         match self.in_flight.join_next().await {
             None => Ok(()),
-            Some(Ok((idx, Ok(etag)))) => {
+            Some(joined) => self.joined(joined),
+        }
+    }
+
+    fn joined(
+        &mut self,
+        joined: Result<(usize, Result<String, StoreError>), tokio::task::JoinError>,
+    ) -> Result<(), ApiError> {
+        match joined {
+            Ok((idx, Ok(etag))) => {
                 self.parts[idx] = etag;
                 Ok(())
             }
-            Some(Ok((_, Err(e)))) => Err(e.into()),
-            Some(Err(_)) => Err(ApiError::Internal),
+            Ok((_, Err(e))) => Err(e.into()),
+            Err(_) => Err(ApiError::Internal),
         }
     }
 
@@ -795,7 +944,7 @@ impl<'a> Writer<'a> {
             Err(e) => return Err(Failure::Keep(e.into(), self.orphan())),
         }
         lease.seq = seq;
-        if let Some(old) = st.tail {
+        if let Some(old) = self.committed_tail {
             let store = self.state.store.clone();
             let path = record::tail_path(&self.uid, old.seq);
             self.state.cleanup.spawn(async move {
