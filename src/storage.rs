@@ -208,7 +208,8 @@ pub async fn abort_stale_multipart(
     let Ok(Url::S3 { bucket, prefix }) = parse(&s.url) else {
         return;
     };
-    match list_and_abort(s, bucket, prefix, cutoff, dry_run).await {
+    let live = std::mem::take(&mut report.live_multipart);
+    match list_and_abort(s, bucket, prefix, cutoff, dry_run, &live).await {
         Ok(n) => report.orphans_removed += n,
         Err(e) => {
             tracing::warn!(error = %e, "sweep: stale multipart uploads could not be listed or aborted");
@@ -223,6 +224,7 @@ async fn list_and_abort(
     prefix: &str,
     cutoff: i64,
     dry_run: bool,
+    live: &std::collections::BTreeSet<String>,
 ) -> Result<u64, String> {
     let s3 = s3_builder(s, bucket)?
         .build()
@@ -294,7 +296,8 @@ async fn list_and_abort(
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs() as i64);
-            if initiated.is_none_or(|t| t > cutoff) {
+            // Young ones may belong to an upload in progress; live resumable uploads keep theirs.
+            if initiated.is_none_or(|t| t > cutoff) || live.contains(&id) {
                 continue;
             }
             if dry_run {

@@ -30,6 +30,10 @@ pub struct SweepReport {
     /// out): `staging/` objects, local `name#N` files, S3 multipart uploads, each older than
     /// `storage.orphan_age_s`.
     pub orphans_removed: u64,
+    /// Multipart upload ids that live resumable uploads reference (filled by
+    /// [`sweep_uploads`]): never aborted as orphans, whatever their age.
+    #[serde(skip)]
+    pub live_multipart: std::collections::BTreeSet<String>,
 }
 
 /// Delete every media object expired at `now`. With `dry_run`, only count.
@@ -99,6 +103,9 @@ pub async fn sweep_uploads(
             Ok(Loaded::Live(v)) => {
                 let claimed = v.claim.as_ref().is_some_and(|c| c.lease_until_ms > now_ms);
                 let over = v.state.expires <= now && !claimed;
+                if !over && let Some(id) = &v.state.multipart {
+                    report.live_multipart.insert(id.clone());
+                }
                 let mp = (!v.state.completed)
                     .then(|| {
                         v.state

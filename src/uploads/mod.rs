@@ -157,6 +157,7 @@ pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiErr
         tail: None,
         completed: false,
         staged: true,
+        held: None,
     };
     let store = state.store.as_ref();
     let ring = &state.settings.master_keys;
@@ -415,7 +416,10 @@ where
         release: Some(Release {
             state,
             uid: uid.to_string(),
-            base: st.clone(),
+            base: UploadState {
+                held: None,
+                ..st.clone()
+            },
         }),
         seq: lease.seq,
     };
@@ -769,6 +773,13 @@ impl<'a> Writer<'a> {
         next.sealer_index = cp.index;
         next.hash_state = STANDARD.encode(cp.hasher.serialize());
         next.tail = None;
+        // The PATCH goes on: the checkpoint itself carries its claim (same holder and lease),
+        // so the newest record says "busy" at every moment.
+        next.held = Some(Claim {
+            holder: lease.holder.clone(),
+            lease_until_ms: lease.until_ms,
+            base_seq: seq,
+        });
         if !cp.sealed.is_empty() || !cp.pending.is_empty() {
             let path = record::tail_path(&self.uid, seq);
             let mut plain = zeroize::Zeroizing::new(cp.sealed.clone());
@@ -789,6 +800,7 @@ impl<'a> Writer<'a> {
         lease.base_seq = seq;
         guard.seq = seq;
         self.started_multipart = false;
+        next.held = None;
         if let Some(r) = guard.release.as_mut() {
             r.base = next.clone();
         }
@@ -799,8 +811,6 @@ impl<'a> Writer<'a> {
                 let _ = store.delete(&path).await;
             });
         }
-        lease.renew(self.state, &self.uid).await?;
-        guard.seq = lease.seq;
         Ok(())
     }
 
@@ -890,6 +900,7 @@ impl<'a> Writer<'a> {
         };
         let (index, pending) = sealer.position();
         let mut next = st.clone();
+        next.held = None;
         next.offset += self.received;
         next.parts = self.parts.clone();
         next.multipart = self.multipart.clone();
@@ -1051,6 +1062,7 @@ impl<'a> Writer<'a> {
         }
 
         let mut done = st.clone();
+        done.held = None;
         done.offset = st.length;
         done.completed = true;
         done.parts.clear();

@@ -102,6 +102,10 @@ pub struct UploadState {
     /// create-only. Absent in records of earlier releases, whose parts target the media path.
     #[serde(default)]
     pub staged: bool,
+    /// Set on progress checkpoints written while a PATCH still runs: its claim (the PATCH
+    /// renews it with claim records on top). `None` on every other state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Claim>,
 }
 
 impl UploadState {
@@ -272,7 +276,9 @@ pub async fn load(
         }),
         Entry::State(state) => Ok(Loaded::Live(Box::new(View {
             latest_seq,
-            claim: None,
+            // A progress checkpoint carries the claim of the PATCH that wrote it, so the
+            // upload stays busy without a window for another PATCH to step in.
+            claim: state.held.clone(),
             state_seq: latest_seq,
             state: *state,
         }))),
