@@ -53,7 +53,7 @@ fn near_part(k: u64) -> Vec<u64> {
 
 fn sizes(full: bool, rng: &mut Rng) -> Vec<u64> {
     let mut s = vec![0, 1, 2, 15, 16, 17];
-    let chunk_edges = if full { 0..=128 } else { 1..=2 };
+    let chunk_edges = if full { 1..=128 } else { 1..=2 };
     for k in chunk_edges {
         s.extend([k * CHUNK - 1, k * CHUNK, k * CHUNK + 1]);
     }
