@@ -112,7 +112,13 @@ async fn download(
         head,
         len,
     };
-    let mut s = body(store.clone(), &r, first, last);
+    let mut s = body(
+        store.clone(),
+        &r,
+        first,
+        last,
+        prometheus::IntCounter::new("x", "x").unwrap(),
+    );
     let mut n = 0u64;
     while let Some(piece) = s.next().await {
         let piece = piece.expect("body piece");

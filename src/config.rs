@@ -78,6 +78,7 @@ pub struct StorageConfig {
     pub url: String,
     pub part_size_mib: u64,
     pub upload_concurrency: usize,
+    pub orphan_age_s: u64,
     pub s3: S3Config,
 }
 
@@ -314,6 +315,8 @@ pub struct StorageSettings {
     pub url: String,
     pub part_size: usize,
     pub upload_concurrency: usize,
+    /// Staging data (and S3 multipart uploads) older than this is an orphan for `sweep`.
+    pub orphan_age: Duration,
     pub s3: S3Settings,
 }
 
@@ -555,6 +558,7 @@ impl Settings {
                 url: st.url.clone(),
                 part_size: (st.part_size_mib as usize) << 20,
                 upload_concurrency: st.upload_concurrency,
+                orphan_age: Duration::from_secs(st.orphan_age_s),
                 s3: S3Settings {
                     endpoint: (!s3.endpoint.is_empty()).then(|| s3.endpoint.clone()),
                     region: s3.region.clone(),

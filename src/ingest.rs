@@ -324,7 +324,17 @@ where
     let mut sink = Sink::Buffer(first);
 
     let _in_flight = InFlight::new(&state.metrics);
-    let received = receive(state, &mut body, &mut intake, &mut sealer, &mut sink, &path).await;
+    // Objects beyond one part are written to a staging path and committed create-only.
+    let staged = crate::storage::staging_path(&id).map_err(|_| ApiError::Internal)?;
+    let received = receive(
+        state,
+        &mut body,
+        &mut intake,
+        &mut sealer,
+        &mut sink,
+        &staged,
+    )
+    .await;
     let size = match received.and_then(|()| intake.verify(&req)) {
         Ok(size) => size,
         Err(e) => {
@@ -356,15 +366,18 @@ where
             let mut tail = BytesMut::new();
             sealer.finish(&mut tail);
             w.put(tail.freeze());
-            // Completing a multipart upload overwrites: of two replicas racing on the same
-            // large content the last to complete wins, and both stored the same plaintext
-            // under the same id, so either result is the media both were told about.
+            // Completing a multipart upload overwrites, so it completes the staging object;
+            // the create-only commit below decides which of several racing uploads of the
+            // same content becomes the media (each has its own generation, which tokens bind).
             if let Err(e) = w.finish().await {
                 tracing::warn!(error = %e, "completing multipart upload failed");
                 state.metrics.uploads_aborted.inc();
                 return Err(StoreError::from(e).into());
             }
-            Outcome::Created(info)
+            match commit_staged(state, &req.partner.id, &id, &staged, replacing).await? {
+                None => Outcome::Created(info),
+                Some(head) => Outcome::Existing(MediaInfo::from_head(&id, &head)?),
+            }
         }
     };
     state
@@ -481,6 +494,55 @@ pub(crate) async fn put_once(
         }
         Err(e) => Err(StoreError::from(e).into()),
     }
+}
+
+/// Make a completed staging object the media `id` with a create-only copy (a hard link on
+/// local files, a conditional one-part multipart copy on S3), then remove the staging object.
+/// Same answers as [`put_once`]: `Ok(Some(head))` when the same partner's live media already
+/// holds the id, which is then kept (its generation, and every token bound to it, stay valid).
+pub(crate) async fn commit_staged(
+    state: &AppState,
+    partner: &str,
+    id: &str,
+    staged: &object_store::path::Path,
+    replacing: bool,
+) -> Result<Option<Head>, ApiError> {
+    let store = state.store.as_ref();
+    let target = media_path(id);
+    let result = async {
+        if replacing {
+            store
+                .copy(staged, &target)
+                .await
+                .map_err(StoreError::from)?;
+            return Ok(None);
+        }
+        match store.copy_if_not_exists(staged, &target).await {
+            Ok(()) => Ok(None),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                if let Some(head) = lookup(state, partner, id).await?
+                    && head.header.meta.expires > now_unix()
+                {
+                    return Ok(Some(head));
+                }
+                // A stale object (expired, or sealed under a retired key) holds the id.
+                store
+                    .copy(staged, &target)
+                    .await
+                    .map_err(StoreError::from)?;
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::from(e).into()),
+        }
+    }
+    .await;
+    // Committed or not, the staging copy is done with; if this delete fails (or the process
+    // dies first) the sweep removes it once it is older than `storage.orphan_age_s`.
+    match store.delete(staged).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => tracing::warn!(error = %e, "removing a staging object failed; the sweep will"),
+    }
+    result
 }
 
 /// Counts an upload as in flight for as long as it lives.

@@ -346,6 +346,7 @@ async fn run_sweep(config: ConfigArgs, dry_run: bool) -> Result<(), String> {
         &mut report,
     )
     .await?;
+    sweep::sweep_orphans(store.as_ref(), &settings.storage, now, dry_run, &mut report).await?;
     println!(
         "{}",
         serde_json::to_string(&report).map_err(|e| e.to_string())?

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub uploads_rejected: IntCounterVec,
     pub uploads_in_flight: IntGauge,
     pub uploads_aborted: IntCounter,
+    /// Stored chunks that failed authentication while being served (corruption, tampering).
+    pub decrypt_failures: IntCounter,
 }
 
 impl fmt::Debug for Metrics {
@@ -119,11 +121,16 @@ impl Metrics {
                 "uploads_aborted_total",
                 "Unfinished uploads whose storage writes were aborted.",
             )?,
+            decrypt_failures: IntCounter::new(
+                "stored_decrypt_failures_total",
+                "Stored chunks that failed authentication while being served.",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.tokens_minted.clone()))?;
         m.registry.register(Box::new(m.uploads_in_flight.clone()))?;
         m.registry.register(Box::new(m.uploads_aborted.clone()))?;
+        m.registry.register(Box::new(m.decrypt_failures.clone()))?;
         #[cfg(target_os = "linux")]
         m.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

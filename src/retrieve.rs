@@ -84,11 +84,16 @@ pub async fn resolve(state: &AppState, token: &str) -> Result<Resolved, ApiError
 const COALESCE: usize = 256 * 1024;
 
 /// Stream plaintext bytes `first..=last` of a resolved media.
+///
+/// A chunk that fails authentication ends the stream with an error (logged at ERROR with the
+/// media id and counted in `failures`): the response is then cut off short of its
+/// `Content-Length`, which no HTTP client takes for a complete body.
 pub fn body(
     store: Arc<dyn ObjectStore>,
     r: &Resolved,
     first: u64,
     last: u64,
+    failures: prometheus::IntCounter,
 ) -> BoxStream<'static, Result<Bytes, ApiError>> {
     let span = chunk_span(first, last, r.len);
     let header_len = r.head.header.header_len;
@@ -133,6 +138,8 @@ pub fn body(
         remaining: want,
         rest: Bytes::new(),
         out: BytesMut::with_capacity(COALESCE + crate::crypto::stream::SEALED_CHUNK_SIZE),
+        id: r.id.clone(),
+        failures,
     };
     stream::try_unfold(state, Decrypting::step).boxed()
 }
@@ -147,6 +154,9 @@ struct Decrypting {
     /// download bounded and the first byte early.
     rest: Bytes,
     out: BytesMut,
+    /// For the log line and the metric when a chunk fails to open.
+    id: String,
+    failures: prometheus::IntCounter,
 }
 
 impl Decrypting {
@@ -166,10 +176,16 @@ impl Decrypting {
                 let Some(opener) = self.opener.as_mut() else {
                     return Ok(None);
                 };
-                opener.push(&take, &mut self.out).map_err(corrupt)?;
+                if let Err(e) = opener.push(&take, &mut self.out) {
+                    return Err(self.corrupt(e));
+                }
             } else {
                 match self.opener.take() {
-                    Some(opener) => opener.finish(&mut self.out).map_err(corrupt)?,
+                    Some(opener) => {
+                        if let Err(e) = opener.finish(&mut self.out) {
+                            return Err(self.corrupt(e));
+                        }
+                    }
                     None => return Ok(None),
                 }
             }
@@ -190,14 +206,16 @@ impl Decrypting {
                 return Ok(Some((chunk, self)));
             }
             if self.opener.is_none() {
-                return Err(corrupt(crate::crypto::CryptoError::Malformed));
+                return Err(self.corrupt(crate::crypto::CryptoError::Malformed));
             }
         }
     }
-}
 
-fn corrupt(e: crate::crypto::CryptoError) -> ApiError {
-    // Decryption of a stored chunk failing means storage corruption or tampering: loud, 5xx.
-    tracing::error!(error = %e, "stored object failed to decrypt");
-    ApiError::Internal
+    fn corrupt(&self, e: crate::crypto::CryptoError) -> ApiError {
+        // A stored chunk failing to open means storage corruption or tampering: loud, counted,
+        // and never served as data (the error cuts the response off, or is the 500 itself).
+        self.failures.inc();
+        tracing::error!(media_id = %self.id, error = %e, "stored object failed to decrypt");
+        ApiError::Internal
+    }
 }

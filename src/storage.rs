@@ -28,6 +28,22 @@ pub fn media_path(id: &str) -> Path {
     Path::from_iter([MEDIA_PREFIX, id])
 }
 
+/// Large single uploads are written here first (`staging/<id>.<random>`), then committed to
+/// `media/<id>` with a create-only copy, so that of several uploads racing on one id exactly
+/// one becomes the media (a multipart completion would silently overwrite). What a crash
+/// leaves here is an ordinary listable object that `sweep` removes once it is old enough.
+pub const STAGING_PREFIX: &str = "staging";
+
+/// A fresh staging path for media `id`.
+pub fn staging_path(id: &str) -> Result<Path, crate::crypto::CryptoError> {
+    let mut r = [0u8; 8];
+    crate::crypto::random_bytes(&mut r)?;
+    Ok(Path::from_iter([
+        STAGING_PREFIX,
+        &format!("{id}.{}", hex::encode(r)),
+    ]))
+}
+
 enum Url<'a> {
     File(&'a str),
     Memory,
@@ -111,9 +127,44 @@ pub fn open_backend(s: &StorageSettings) -> Result<Backend, String> {
             }
         }
         Url::S3 { bucket, prefix } => {
+            let store = Arc::new(
+                s3_builder(s, bucket)?
+                    .build()
+                    .map_err(|e| format!("cannot configure S3: {e}"))?,
+            );
+            if prefix.is_empty() {
+                Backend {
+                    store: store.clone(),
+                    multipart: Some(store),
+                }
+            } else {
+                Backend {
+                    store: Arc::new(PrefixStore::new(store.clone(), prefix)),
+                    multipart: Some(Arc::new(PrefixedMultipart {
+                        inner: store,
+                        prefix: Path::from(prefix),
+                    })),
+                }
+            }
+        }
+    })
+}
+
+/// The S3 client configuration for `bucket`.
+fn s3_builder(s: &StorageSettings, bucket: &str) -> Result<AmazonS3Builder, String> {
+    {
+        {
             // Client options first: `with_client_options` replaces them whole, and
             // `with_allow_http` is stored inside them.
-            let mut b = AmazonS3Builder::from_env()
+            let mut b = AmazonS3Builder::from_env();
+            // Staged objects become media with a create-only copy. AWS S3 (and servers that
+            // honour `If-None-Match: *` on CompleteMultipartUpload) do that as a one-part
+            // multipart copy completed only if the target is absent; other servers can set
+            // `AWS_COPY_IF_NOT_EXISTS` (e.g. `header: cf-copy-destination-if-none-match: *`).
+            if std::env::var_os("AWS_COPY_IF_NOT_EXISTS").is_none() {
+                b = b.with_copy_if_not_exists(object_store::aws::S3CopyIfNotExists::Multipart);
+            }
+            let mut b = b
                 .with_client_options(
                     ClientOptions::new()
                         .with_connect_timeout(Duration::from_secs(5))
@@ -132,22 +183,177 @@ pub fn open_backend(s: &StorageSettings) -> Result<Backend, String> {
                     .with_access_key_id(id)
                     .with_secret_access_key(secret.expose());
             }
-            let store = Arc::new(b.build().map_err(|e| format!("cannot configure S3: {e}"))?);
-            if prefix.is_empty() {
-                Backend {
-                    store: store.clone(),
-                    multipart: Some(store),
-                }
-            } else {
-                Backend {
-                    store: Arc::new(PrefixStore::new(store.clone(), prefix)),
-                    multipart: Some(Arc::new(PrefixedMultipart {
-                        inner: store,
-                        prefix: Path::from(prefix),
-                    })),
-                }
+            Ok(b)
+        }
+    }
+}
+
+/// The directory of a `file://` storage URL.
+pub fn local_root(url: &str) -> Option<std::path::PathBuf> {
+    match parse(url) {
+        Ok(Url::File(dir)) => Some(dir.into()),
+        _ => None,
+    }
+}
+
+/// S3 only: abort multipart uploads under our prefix initiated at or before `cutoff` (unix
+/// seconds). object_store has no ListMultipartUploads, so it is one signed request here
+/// (SigV4 by object_store's own signer) and a small reading of its XML answer.
+pub async fn abort_stale_multipart(
+    s: &StorageSettings,
+    cutoff: i64,
+    dry_run: bool,
+    report: &mut crate::sweep::SweepReport,
+) {
+    let Ok(Url::S3 { bucket, prefix }) = parse(&s.url) else {
+        return;
+    };
+    let live = std::mem::take(&mut report.live_multipart);
+    match list_and_abort(s, bucket, prefix, cutoff, dry_run, &live).await {
+        Ok(n) => report.orphans_removed += n,
+        Err(e) => {
+            tracing::warn!(error = %e, "sweep: stale multipart uploads could not be listed or aborted");
+            report.errors += 1;
+        }
+    }
+}
+
+async fn list_and_abort(
+    s: &StorageSettings,
+    bucket: &str,
+    prefix: &str,
+    cutoff: i64,
+    dry_run: bool,
+    live: &std::collections::BTreeSet<String>,
+) -> Result<u64, String> {
+    let s3 = s3_builder(s, bucket)?
+        .build()
+        .map_err(|e| format!("cannot configure S3: {e}"))?;
+    let cred = s3
+        .credentials()
+        .get_credential()
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = match &s.s3.endpoint {
+        Some(e) if s.s3.path_style => format!("{}/{bucket}", e.trim_end_matches('/')),
+        Some(e) => {
+            let (scheme, host) = e.split_once("://").unwrap_or(("https", e));
+            format!("{scheme}://{bucket}.{}", host.trim_end_matches('/'))
+        }
+        None => format!("https://{bucket}.s3.{}.amazonaws.com", s.s3.region),
+    };
+    let our_prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut aborted = 0;
+    let mut markers: Option<(String, String)> = None;
+    loop {
+        let mut query = format!("uploads=&prefix={}", urlencode(&our_prefix));
+        if let Some((k, u)) = &markers {
+            query.push_str(&format!(
+                "&key-marker={}&upload-id-marker={}",
+                urlencode(k),
+                urlencode(u)
+            ));
+        }
+        // Path style names the bucket in the path (`/bucket?uploads`), else the host.
+        let url = if s.s3.endpoint.is_some() && s.s3.path_style {
+            format!("{base}?{query}")
+        } else {
+            format!("{base}/?{query}")
+        };
+        let mut req = object_store::client::HttpRequest::new(Bytes::new().into());
+        *req.uri_mut() = url.parse().map_err(|e| format!("bad S3 URL: {e}"))?;
+        object_store::aws::AwsAuthorizer::new(&cred, "s3", &s.s3.region)
+            .try_authorize(&mut req, None)
+            .map_err(|e| e.to_string())?;
+        let resp = client
+            .get(&url)
+            .headers(req.headers().clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("ListMultipartUploads answered {status}"));
+        }
+        for block in xml_blocks(&body, "Upload") {
+            let (Some(key), Some(id), Some(at)) = (
+                xml_text(block, "Key"),
+                xml_text(block, "UploadId"),
+                xml_text(block, "Initiated"),
+            ) else {
+                continue;
+            };
+            let initiated = humantime::parse_rfc3339_weak(at.trim_end_matches('Z'))
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64);
+            // Young ones may belong to an upload in progress; live resumable uploads keep theirs.
+            if initiated.is_none_or(|t| t > cutoff) || live.contains(&id) {
+                continue;
+            }
+            if dry_run {
+                aborted += 1;
+                continue;
+            }
+            let path = Path::parse(&key).map_err(|e| e.to_string())?;
+            match s3.abort_multipart(&path, &id).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => aborted += 1,
+                Err(e) => return Err(format!("aborting a stale multipart upload failed: {e}")),
             }
         }
+        let truncated = xml_text(&body, "IsTruncated").is_some_and(|t| t == "true");
+        match (
+            xml_text(&body, "NextKeyMarker"),
+            xml_text(&body, "NextUploadIdMarker"),
+        ) {
+            (Some(k), Some(u)) if truncated => markers = Some((k, u)),
+            _ => return Ok(aborted),
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The contents of each `<tag>…</tag>` element in `xml`.
+fn xml_blocks<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let Some(j) = after.find(&close) else { break };
+        out.push(&after[..j]);
+        rest = &after[j + close.len()..];
+    }
+    out
+}
+
+/// The unescaped text of the first `<tag>` element in `xml`.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    xml_blocks(xml, tag).first().map(|t| {
+        t.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&")
     })
 }
 

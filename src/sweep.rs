@@ -1,5 +1,5 @@
-//! Retention: delete media whose expiry has passed, and resumable uploads that expired
-//! unfinished or were terminated. Run by `interop-media sweep` (a cron job or Kubernetes
+//! Retention: delete media whose expiry has passed, resumable uploads that expired
+//! unfinished or were terminated, and staging data that crashed uploads left behind. Run by `interop-media sweep` (a cron job or Kubernetes
 //! CronJob); safe to run on several replicas at once.
 
 use futures::StreamExt;
@@ -7,9 +7,10 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
+use crate::config::StorageSettings;
 use crate::crypto::keys::KeyRing;
 use crate::error::StoreError;
-use crate::storage::{MEDIA_PREFIX, media_path, read_head};
+use crate::storage::{MEDIA_PREFIX, STAGING_PREFIX, read_head};
 use crate::uploads::parts::PartStore;
 use crate::uploads::record::{self, Loaded, UPLOADS_PREFIX};
 
@@ -25,6 +26,14 @@ pub struct SweepReport {
     /// terminated), each with its multipart upload aborted.
     pub uploads_scanned: u64,
     pub uploads_removed: u64,
+    /// Staging data left by uploads that never finished (a crash, a shutdown grace that ran
+    /// out): `staging/` objects, local `name#N` files, S3 multipart uploads, each older than
+    /// `storage.orphan_age_s`.
+    pub orphans_removed: u64,
+    /// Multipart upload ids that live resumable uploads reference (filled by
+    /// [`sweep_uploads`]): never aborted as orphans, whatever their age.
+    #[serde(skip)]
+    pub live_multipart: std::collections::BTreeSet<String>,
 }
 
 /// Delete every media object expired at `now`. With `dry_run`, only count.
@@ -94,12 +103,15 @@ pub async fn sweep_uploads(
             Ok(Loaded::Live(v)) => {
                 let claimed = v.claim.as_ref().is_some_and(|c| c.lease_until_ms > now_ms);
                 let over = v.state.expires <= now && !claimed;
+                if !over && let Some(id) = &v.state.multipart {
+                    report.live_multipart.insert(id.clone());
+                }
                 let mp = (!v.state.completed)
                     .then(|| {
                         v.state
                             .multipart
                             .clone()
-                            .map(|id| (v.state.media_id.clone(), id))
+                            .map(|id| (v.state.target(&uid), id))
                     })
                     .flatten();
                 (over, mp)
@@ -121,8 +133,8 @@ pub async fn sweep_uploads(
             report.uploads_removed += u64::from(over);
             continue;
         }
-        if let Some((media_id, id)) = &multipart {
-            parts.abort(&media_path(media_id), Some(id)).await;
+        if let Some((target, id)) = &multipart {
+            parts.abort(target, Some(id)).await;
         }
         let mut files = store.list(Some(&record::upload_dir(&uid)));
         let mut failed = false;
@@ -150,4 +162,91 @@ pub async fn sweep_uploads(
         }
     }
     Ok(())
+}
+
+/// Remove staging data older than `storage.orphan_age` that no upload will come back for:
+/// `staging/` objects (a large upload that died between its multipart completion and its
+/// create-only commit) and, on local files, object_store's hidden `name#N` staging files,
+/// which its listing never shows (an upload killed while streaming). Live uploads keep their
+/// staging data younger than the age: a local staging file's mtime moves with every part.
+pub async fn sweep_orphans(
+    store: &dyn ObjectStore,
+    storage: &StorageSettings,
+    now: u64,
+    dry_run: bool,
+    report: &mut SweepReport,
+) -> Result<(), String> {
+    let cutoff = now.saturating_sub(storage.orphan_age.as_secs()) as i64;
+    let prefix = Path::from(STAGING_PREFIX);
+    let mut listing = store.list(Some(&prefix));
+    while let Some(item) = listing.next().await {
+        let meta = item.map_err(|e| format!("listing {prefix} failed: {e}"))?;
+        if meta.last_modified.timestamp() > cutoff {
+            continue;
+        }
+        if dry_run {
+            report.orphans_removed += 1;
+            continue;
+        }
+        match store.delete(&meta.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => report.orphans_removed += 1,
+            Err(e) => {
+                tracing::warn!(error = %e, "sweep: deleting a staging object failed");
+                report.errors += 1;
+            }
+        }
+    }
+    if let Some(root) = crate::storage::local_root(&storage.url) {
+        let (removed, errors) =
+            tokio::task::spawn_blocking(move || remove_hidden_staging(&root, cutoff, dry_run))
+                .await
+                .map_err(|e| format!("sweep: walking the storage directory failed: {e}"))?;
+        report.orphans_removed += removed;
+        report.errors += errors;
+    }
+    crate::storage::abort_stale_multipart(storage, cutoff, dry_run, report).await;
+    Ok(())
+}
+
+/// Walk a local storage root for `name#N` files (object_store's in-progress writes) last
+/// modified at or before `cutoff`; remove them, and directories they leave empty.
+fn remove_hidden_staging(root: &std::path::Path, cutoff: i64, dry_run: bool) -> (u64, u64) {
+    fn walk(dir: &std::path::Path, cutoff: i64, dry_run: bool, out: &mut (u64, u64)) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                walk(&path, cutoff, dry_run, out);
+                continue;
+            }
+            let hidden = entry.file_name().to_string_lossy().contains('#');
+            let old = entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .is_some_and(|d| d.as_secs() as i64 <= cutoff);
+            if !(hidden && old) {
+                continue;
+            }
+            if dry_run {
+                out.0 += 1;
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => out.0 += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep: removing a staging file failed");
+                    out.1 += 1;
+                }
+            }
+        }
+    }
+    let mut out = (0, 0);
+    walk(root, cutoff, dry_run, &mut out);
+    out
 }

@@ -76,10 +76,28 @@ pub async fn download(
     }
     let kind = r.head.header.meta.kind.as_str();
     let counter = state.metrics.bytes_out.with_label_values(&[kind]);
-    let stream = body(state.store.clone(), &r, first, last).inspect(move |piece| {
-        if let Ok(b) = piece {
-            counter.inc_by(b.len() as u64);
-        }
-    });
+    let mut stream = body(
+        state.store.clone(),
+        &r,
+        first,
+        last,
+        state.metrics.decrypt_failures.clone(),
+    );
+    // The first piece (up to 256 KiB: the range's first chunks) is read and authenticated
+    // before the status line, so an object whose start fails to open answers 500, not 200.
+    // A later chunk that fails ends the stream with an error: actix then drops the connection
+    // short of Content-Length, which clients report as a truncated transfer.
+    let head = match stream.next().await {
+        Some(Ok(piece)) => Some(Ok(piece)),
+        Some(Err(e)) => return Err(e),
+        None => None,
+    };
+    let stream = futures::stream::iter(head)
+        .chain(stream)
+        .inspect(move |piece| {
+            if let Ok(b) = piece {
+                counter.inc_by(b.len() as u64);
+            }
+        });
     Ok(resp.body(SizedStream::new(len, stream)))
 }

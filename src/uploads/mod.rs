@@ -40,7 +40,7 @@ use crate::auth::Partner;
 use crate::crypto::object::{ObjectMeta, open_header, seal_header};
 use crate::crypto::stream::Sealer;
 use crate::error::{ApiError, StoreError};
-use crate::ingest::{BodyError, InFlight, lookup, next_piece, now_unix, put_once};
+use crate::ingest::{BodyError, InFlight, commit_staged, lookup, next_piece, now_unix, put_once};
 use crate::media::{MediaFormat, MediaKind};
 use crate::storage::media_path;
 use record::{Claim, Entry, Loaded, Tail, UploadState, View};
@@ -156,6 +156,8 @@ pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiErr
         hash_state: STANDARD.encode(Sha256::new().serialize()),
         tail: None,
         completed: false,
+        staged: true,
+        held: None,
     };
     let store = state.store.as_ref();
     let ring = &state.settings.master_keys;
@@ -207,7 +209,7 @@ pub async fn terminate(state: &AppState, partner: &Partner, uid: &str) -> Result
             let multipart = (!view.state.completed)
                 .then(|| view.state.multipart.clone())
                 .flatten();
-            discard_data(state, uid, &view.state.media_id, multipart, Some(seq)).await;
+            discard_data(state, uid, &view.state.target(uid), multipart, Some(seq)).await;
             return Ok(());
         }
     }
@@ -219,14 +221,11 @@ pub async fn terminate(state: &AppState, partner: &Partner, uid: &str) -> Result
 pub async fn discard_data(
     state: &AppState,
     uid: &str,
-    media_id: &str,
+    target: &Path,
     multipart: Option<String>,
     below: Option<u64>,
 ) {
-    state
-        .parts
-        .abort(&media_path(media_id), multipart.as_deref())
-        .await;
+    state.parts.abort(target, multipart.as_deref()).await;
     let store = state.store.clone();
     let uid = uid.to_string();
     let work = async move {
@@ -332,7 +331,7 @@ impl Release<'_> {
         if orphan.is_some() {
             self.state
                 .parts
-                .abort(&media_path(&self.base.media_id), orphan.as_deref())
+                .abort(&self.base.target(&self.uid), orphan.as_deref())
                 .await;
         }
     }
@@ -417,7 +416,10 @@ where
         release: Some(Release {
             state,
             uid: uid.to_string(),
-            base: st.clone(),
+            base: UploadState {
+                held: None,
+                ..st.clone()
+            },
         }),
         seq: lease.seq,
     };
@@ -433,12 +435,18 @@ where
 
     // Feed the writer; `stop` is why the body ended early (its data up to there is kept).
     let fed = match req.checksum {
-        None => writer.feed(&mut lease, &mut guard, body, remaining).await,
+        None => {
+            writer
+                .feed(&mut lease, &mut guard, st, body, remaining)
+                .await
+        }
         Some(sum) => match spool(state, &mut lease, &mut guard, uid, body, remaining, sum).await {
             Ok(file) => {
                 let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
                     .map(|r| r.map_err(|_| BodyError::Aborted));
-                writer.feed(&mut lease, &mut guard, stream, remaining).await
+                writer
+                    .feed(&mut lease, &mut guard, st, stream, remaining)
+                    .await
             }
             Err(e) => Err(e),
         },
@@ -558,7 +566,30 @@ struct Writer<'a> {
     started_multipart: bool,
     in_flight: JoinSet<(usize, Result<String, StoreError>)>,
     received: u64,
+    /// Positions right after a part was cut, committed once the parts up to them are stored.
+    checkpoints: std::collections::VecDeque<Checkpoint>,
+    /// The staged tail of the newest committed state (removed once a newer one commits).
+    committed_tail: Option<Tail>,
 }
+
+/// Where a PATCH stood right after cutting a part: everything needed to resume there. Once
+/// every part up to it is stored it is committed as a `state` record (durable progress while
+/// one long PATCH runs, so a crash loses at most the parts in flight, not the whole PATCH).
+struct Checkpoint {
+    /// Bytes of this PATCH's body sealed so far.
+    received: u64,
+    /// Parts written (or in flight) up to here.
+    parts: usize,
+    /// The sealer position: next chunk index and held-back plaintext.
+    index: u64,
+    pending: zeroize::Zeroizing<Vec<u8>>,
+    /// Sealed bytes past the last part (at most one body piece, staged as the tail).
+    sealed: Vec<u8>,
+    hasher: Sha256,
+}
+
+/// A checkpoint whose leftover is larger than this is skipped (the next one is taken).
+const MAX_CHECKPOINT_TAIL: usize = 1 << 20;
 
 impl<'a> Writer<'a> {
     async fn resume(
@@ -608,7 +639,7 @@ impl<'a> Writer<'a> {
         Ok(Writer {
             state,
             uid: uid.to_string(),
-            target: media_path(&st.media_id),
+            target: st.target(uid),
             sealed,
             sealer: Some(sealer),
             hasher: hash_state,
@@ -617,6 +648,8 @@ impl<'a> Writer<'a> {
             started_multipart: false,
             in_flight: JoinSet::new(),
             received: 0,
+            checkpoints: std::collections::VecDeque::new(),
+            committed_tail: st.tail,
         })
     }
 
@@ -625,7 +658,8 @@ impl<'a> Writer<'a> {
     async fn feed<S>(
         &mut self,
         lease: &mut Lease,
-        guard: &mut ReleaseOnDrop<'_>,
+        guard: &mut ReleaseOnDrop<'a>,
+        st: &UploadState,
         mut body: S,
         remaining: u64,
     ) -> Result<Option<ApiError>, ApiError>
@@ -635,7 +669,26 @@ impl<'a> Writer<'a> {
         let idle = self.state.settings.body_idle_timeout;
         let part_size = self.state.settings.storage.part_size;
         loop {
-            let piece = match next_piece(&mut body, idle).await {
+            // Parts that finished since the last piece: commit the progress they make durable.
+            while let Some(joined) = self.in_flight.try_join_next() {
+                self.joined(joined)?;
+            }
+            self.commit_checkpoint(lease, guard, st).await?;
+            // While a checkpoint waits for its parts, a part finishing commits it even if the
+            // body has paused (the client may be slow, or about to vanish).
+            let next = loop {
+                if self.checkpoints.is_empty() || self.in_flight.is_empty() {
+                    break next_piece(&mut body, idle).await;
+                }
+                tokio::select! {
+                    p = next_piece(&mut body, idle) => break p,
+                    Some(joined) = self.in_flight.join_next() => {
+                        self.joined(joined)?;
+                        self.commit_checkpoint(lease, guard, st).await?;
+                    }
+                }
+            };
+            let piece = match next {
                 Ok(Some(p)) => p,
                 Ok(None) => return Ok(None),
                 Err(e) => return Ok(Some(e)),
@@ -662,8 +715,103 @@ impl<'a> Writer<'a> {
                 self.make_room().await?;
                 let part = self.sealed.take(part_size);
                 self.put_part(part).await?;
+                if self.sealed.len() < part_size {
+                    self.take_checkpoint();
+                }
             }
         }
+    }
+
+    /// Remember where this PATCH stands right after a part was cut.
+    fn take_checkpoint(&mut self) {
+        let Some(sealer) = self.sealer.as_ref() else {
+            return;
+        };
+        if self.sealed.len() > MAX_CHECKPOINT_TAIL {
+            return;
+        }
+        let (index, pending) = sealer.position();
+        let mut sealed = Vec::with_capacity(self.sealed.len());
+        for b in &self.sealed.pieces {
+            sealed.extend_from_slice(b);
+        }
+        self.checkpoints.push_back(Checkpoint {
+            received: self.received,
+            parts: self.parts.len(),
+            index,
+            pending: zeroize::Zeroizing::new(pending.to_vec()),
+            sealed,
+            hasher: self.hasher.clone(),
+        });
+    }
+
+    /// Commit the newest checkpoint whose parts are all stored: stage its tail, append its
+    /// state, then claim again on top of it (so the newest record stays our claim and other
+    /// PATCHes keep answering 409). From then on a failure gives back this state, and the
+    /// multipart upload belongs to the committed state (no longer ours to abort).
+    async fn commit_checkpoint(
+        &mut self,
+        lease: &mut Lease,
+        guard: &mut ReleaseOnDrop<'a>,
+        st: &UploadState,
+    ) -> Result<(), ApiError> {
+        let mut ready = None;
+        while let Some(cp) = self.checkpoints.front() {
+            if self.parts[..cp.parts].iter().any(String::is_empty) {
+                break;
+            }
+            ready = self.checkpoints.pop_front();
+        }
+        let Some(cp) = ready else { return Ok(()) };
+        let store = self.state.store.as_ref();
+        let ring = &self.state.settings.master_keys;
+        let seq = lease.seq + 1;
+        let mut next = st.clone();
+        next.offset = st.offset + cp.received;
+        next.parts = self.parts[..cp.parts].to_vec();
+        next.multipart = self.multipart.clone();
+        next.sealer_index = cp.index;
+        next.hash_state = STANDARD.encode(cp.hasher.serialize());
+        next.tail = None;
+        // The PATCH goes on: the checkpoint itself carries its claim (same holder and lease),
+        // so the newest record says "busy" at every moment.
+        next.held = Some(Claim {
+            holder: lease.holder.clone(),
+            lease_until_ms: lease.until_ms,
+            base_seq: seq,
+        });
+        if !cp.sealed.is_empty() || !cp.pending.is_empty() {
+            let path = record::tail_path(&self.uid, seq);
+            let mut plain = zeroize::Zeroizing::new(cp.sealed.clone());
+            plain.extend_from_slice(&cp.pending);
+            let payload = record::seal(ring, &self.uid, &path, &plain).map(PutPayload::from)?;
+            store.put(&path, payload).await.map_err(StoreError::from)?;
+            next.tail = Some(Tail {
+                seq,
+                sealed_len: cp.sealed.len() as u64,
+                plain_len: cp.pending.len() as u64,
+            });
+        }
+        let entry = Entry::State(Box::new(next.clone()));
+        if !record::append(store, ring, &self.uid, seq, &entry).await? {
+            return Err(ApiError::UploadBusy);
+        }
+        lease.seq = seq;
+        lease.base_seq = seq;
+        guard.seq = seq;
+        self.started_multipart = false;
+        next.held = None;
+        if let Some(r) = guard.release.as_mut() {
+            r.base = next.clone();
+        }
+        if let Some(old) = std::mem::replace(&mut self.committed_tail, next.tail) {
+            let store = self.state.store.clone();
+            let path = record::tail_path(&self.uid, old.seq);
+            self.state.cleanup.spawn(async move {
+                let _ = store.delete(&path).await;
+            });
+        }
+        Ok(())
     }
 
     /// Start writing the next part, waiting while `upload_concurrency` parts are in flight.
@@ -699,12 +847,21 @@ impl<'a> Writer<'a> {
     async fn join_one(&mut self) -> Result<(), ApiError> {
         match self.in_flight.join_next().await {
             None => Ok(()),
-            Some(Ok((idx, Ok(etag)))) => {
+            Some(joined) => self.joined(joined),
+        }
+    }
+
+    fn joined(
+        &mut self,
+        joined: Result<(usize, Result<String, StoreError>), tokio::task::JoinError>,
+    ) -> Result<(), ApiError> {
+        match joined {
+            Ok((idx, Ok(etag))) => {
                 self.parts[idx] = etag;
                 Ok(())
             }
-            Some(Ok((_, Err(e)))) => Err(e.into()),
-            Some(Err(_)) => Err(ApiError::Internal),
+            Ok((_, Err(e))) => Err(e.into()),
+            Err(_) => Err(ApiError::Internal),
         }
     }
 
@@ -743,6 +900,7 @@ impl<'a> Writer<'a> {
         };
         let (index, pending) = sealer.position();
         let mut next = st.clone();
+        next.held = None;
         next.offset += self.received;
         next.parts = self.parts.clone();
         next.multipart = self.multipart.clone();
@@ -797,7 +955,7 @@ impl<'a> Writer<'a> {
             Err(e) => return Err(Failure::Keep(e.into(), self.orphan())),
         }
         lease.seq = seq;
-        if let Some(old) = st.tail {
+        if let Some(old) = self.committed_tail {
             let store = self.state.store.clone();
             let path = record::tail_path(&self.uid, old.seq);
             self.state.cleanup.spawn(async move {
@@ -837,7 +995,7 @@ impl<'a> Writer<'a> {
             discard_data(
                 state,
                 &self.uid,
-                &st.media_id,
+                &self.target,
                 self.multipart.clone(),
                 Some(seq),
             )
@@ -865,7 +1023,7 @@ impl<'a> Writer<'a> {
                 state,
                 &st.partner,
                 &st.media_id,
-                &self.target,
+                &media_path(&st.media_id),
                 object,
                 false,
             )
@@ -887,12 +1045,24 @@ impl<'a> Writer<'a> {
                 Err(e) => Err(e),
             }
         };
+        // Parts were completed into the upload's own staging object (current uploads): make
+        // it the media with a create-only commit, so a racing upload of the same content
+        // cannot replace a media (and its generation) that tokens were minted for.
+        let written = match written {
+            Ok(()) if !self.parts.is_empty() && existing.is_none() && st.staged => {
+                commit_staged(state, &st.partner, &st.media_id, &self.target, false)
+                    .await
+                    .map(|_| ())
+            }
+            other => other,
+        };
         if let Err(e) = written {
             tracing::warn!(code = e.code(), "completing a resumable upload failed");
             return Err(Failure::Keep(e, self.orphan()));
         }
 
         let mut done = st.clone();
+        done.held = None;
         done.offset = st.length;
         done.completed = true;
         done.parts.clear();
@@ -920,7 +1090,7 @@ impl<'a> Writer<'a> {
             .bytes_in
             .with_label_values(&[st.kind.as_str()])
             .inc_by(st.length);
-        discard_data(state, &self.uid, &st.media_id, None, None).await;
+        discard_data(state, &self.uid, &self.target, None, None).await;
         Ok(Progress::of(&self.uid, &done))
     }
 }

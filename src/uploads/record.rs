@@ -54,6 +54,11 @@ pub fn tail_path(uid: &str, seq: u64) -> Path {
     Path::from_iter([UPLOADS_PREFIX, uid, "tail", &format!("{seq:020}")])
 }
 
+/// The assembled object of a resumable upload, before its create-only commit to `media/<id>`.
+pub fn object_path(uid: &str) -> Path {
+    Path::from_iter([UPLOADS_PREFIX, uid, "object"])
+}
+
 pub fn part_path(uid: &str, idx: usize) -> Path {
     Path::from_iter([UPLOADS_PREFIX, uid, "parts", &format!("{idx:05}")])
 }
@@ -93,6 +98,25 @@ pub struct UploadState {
     pub tail: Option<Tail>,
     /// Set once the media object exists; the upload then only answers `HEAD`.
     pub completed: bool,
+    /// Parts are assembled into `uploads/<uid>/object` and committed to the media path
+    /// create-only. Absent in records of earlier releases, whose parts target the media path.
+    #[serde(default)]
+    pub staged: bool,
+    /// Set on progress checkpoints written while a PATCH still runs: its claim (the PATCH
+    /// renews it with claim records on top). `None` on every other state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Claim>,
+}
+
+impl UploadState {
+    /// Where this upload's parts are assembled (and its multipart upload lives on S3).
+    pub fn target(&self, uid: &str) -> Path {
+        if self.staged {
+            object_path(uid)
+        } else {
+            crate::storage::media_path(&self.media_id)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -252,7 +276,9 @@ pub async fn load(
         }),
         Entry::State(state) => Ok(Loaded::Live(Box::new(View {
             latest_seq,
-            claim: None,
+            // A progress checkpoint carries the claim of the PATCH that wrote it, so the
+            // upload stays busy without a window for another PATCH to step in.
+            claim: state.held.clone(),
             state_seq: latest_seq,
             state: *state,
         }))),

@@ -15,6 +15,11 @@
 //!   s3s-fs 0.14.1 seeks `N` bytes back from the end without clamping and answers 500
 //!   InternalError (which object_store retries); AWS returns the whole object.
 //! * `S3Server::builder().raw()` turns both fixes off (plain s3s-fs behaviour).
+//! * ListMultipartUploads (`GET /bucket?uploads`), which s3s-fs 0.14.1 answers 501, is
+//!   answered from s3s-fs's own in-flight upload records (`.upload-<id>.json`, and the
+//!   `.bucket-<b64>.object-<b64>.upload-<id>.metadata.json` naming bucket and key), with the
+//!   record's mtime as `Initiated`. The request still goes through s3s first, so SigV4 is
+//!   checked: only its 501 is replaced.
 //!
 //! Two ways to run it:
 //! * [`S3Server::start`] spawns the accept loop on the *current* tokio runtime (for
@@ -375,6 +380,7 @@ impl Prepared {
             b.set_access(SuffixRangeFix { root: root.clone() });
         }
         let service = Svc {
+            root: root.clone(),
             inner: b.build(),
             locks: opts
                 .serialize_writes
@@ -476,6 +482,7 @@ type KeyLocks = Arc<StdMutex<HashMap<String, Arc<AsyncMutex<()>>>>>;
 /// `S3Service` plus optional per-key serialization of writes.
 #[derive(Clone)]
 struct Svc {
+    root: PathBuf,
     inner: S3Service,
     locks: Option<KeyLocks>,
 }
@@ -505,6 +512,81 @@ impl Svc {
     }
 }
 
+impl Svc {
+    /// `(bucket, prefix)` of a path-style ListMultipartUploads request.
+    fn list_uploads_query<B>(req: &hyper::Request<B>) -> Option<(String, String)> {
+        if req.method() != hyper::Method::GET {
+            return None;
+        }
+        let bucket = req.uri().path().trim_matches('/');
+        if bucket.is_empty() || bucket.contains('/') {
+            return None;
+        }
+        let query = req.uri().query().unwrap_or("");
+        let mut uploads = false;
+        let mut prefix = String::new();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "uploads" => uploads = true,
+                "prefix" => prefix = v.into_owned(),
+                _ => {}
+            }
+        }
+        uploads.then(|| (bucket.to_owned(), prefix))
+    }
+}
+
+/// A ListMultipartUploads answer (one page) from s3s-fs's upload records under `root`.
+fn list_multipart_uploads(root: &Path, bucket: &str, prefix: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut uploads = String::new();
+    let names: Vec<String> = std::fs::read_dir(root)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    for name in &names {
+        let Some(id) = name
+            .strip_prefix(".upload-")
+            .and_then(|r| r.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let suffix = format!(".upload-{id}.metadata.json");
+        let Some(meta) = names.iter().find(|n| n.ends_with(&suffix)) else {
+            continue;
+        };
+        let Some((b, k)) = meta
+            .strip_prefix(".bucket-")
+            .and_then(|r| r.strip_suffix(&suffix))
+            .and_then(|r| r.split_once(".object-"))
+        else {
+            continue;
+        };
+        let decode = |s: &str| b64.decode(s).ok().and_then(|v| String::from_utf8(v).ok());
+        let (Some(b), Some(key)) = (decode(b), decode(k)) else {
+            continue;
+        };
+        if b != bucket || !key.starts_with(prefix) {
+            continue;
+        }
+        let initiated = std::fs::metadata(root.join(name))
+            .and_then(|m| m.modified())
+            .map(|t| humantime::format_rfc3339_millis(t).to_string())
+            .unwrap_or_default();
+        uploads.push_str(&format!(
+            "<Upload><Key>{key}</Key><UploadId>{id}</UploadId><Initiated>{initiated}</Initiated></Upload>"
+        ));
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListMultipartUploadsResult><Bucket>{bucket}</Bucket>\
+         <Prefix>{prefix}</Prefix><IsTruncated>false</IsTruncated>{uploads}</ListMultipartUploadsResult>"
+    )
+}
+
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Svc {
     type Response =
         <S3Service as hyper::service::Service<hyper::Request<hyper::body::Incoming>>>::Response;
@@ -522,13 +604,26 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Svc {
             }
             _ => None,
         };
+        let list_uploads = Self::list_uploads_query(&req);
+        let root = self.root.clone();
         let fut = hyper::service::Service::call(&self.inner, req);
         Box::pin(async move {
             let _guard = match &lock {
                 Some(l) => Some(l.lock().await),
                 None => None,
             };
-            fut.await
+            let resp = fut.await?;
+            match list_uploads {
+                Some((bucket, prefix)) if resp.status() == hyper::StatusCode::NOT_IMPLEMENTED => {
+                    let xml = list_multipart_uploads(&root, &bucket, &prefix);
+                    Ok(hyper::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/xml")
+                        .body(s3s::Body::from(xml))
+                        .expect("response"))
+                }
+                _ => Ok(resp),
+            }
         })
     }
 }
