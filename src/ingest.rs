@@ -244,7 +244,8 @@ impl Drop for MultipartGuard {
 /// Where sealed bytes go: held in memory until they exceed one part, then a multipart upload.
 enum Sink {
     Buffer(BytesMut),
-    Multipart(MultipartGuard),
+    /// Boxed: the guard is large and the small-body variant is the common one.
+    Multipart(Box<MultipartGuard>),
 }
 
 /// The sealed upload: stores the body, or finds the same media already stored.
@@ -415,11 +416,11 @@ where
                         .map_err(StoreError::from)?;
                     let mut w = WriteMultipart::new_with_chunk_size(upload, storage.part_size);
                     w.put(buf.split().freeze());
-                    *sink = Sink::Multipart(MultipartGuard {
+                    *sink = Sink::Multipart(Box::new(MultipartGuard {
                         upload: Some(w),
                         metrics: state.metrics.clone(),
                         cleanup: state.cleanup.clone(),
-                    });
+                    }));
                 }
             }
             Sink::Multipart(guard) => {
