@@ -21,7 +21,6 @@
 
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
 use std::sync::OnceLock;
 
 use super::opus::OpusDecoder;
@@ -38,7 +37,7 @@ use symphonia::core::formats::{FormatOptions, FormatReader, Track, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
-use super::{Analysis, AudioInfo, Limits, MediaError, Sniffed};
+use super::{Analysis, AudioInfo, FileSlice, Limits, MediaError, Sniffed};
 
 /// Number of values in a voice-note waveform (WhatsApp's).
 pub const WAVEFORM_LEN: usize = 64;
@@ -88,29 +87,26 @@ fn sym(e: SymError) -> MediaError {
 /// every demuxer does reliably).
 type Opener<'a> = dyn Fn() -> std::io::Result<Box<dyn MediaSource + 'a>> + 'a;
 
-/// Analyze the audio file at `input`, sniffed as `sniffed`; `voice` adds the waveform.
+/// Analyze the audio `input`, sniffed as `sniffed`; `voice` adds the waveform.
 pub fn analyze(
-    input: &Path,
+    input: FileSlice,
     sniffed: &Sniffed,
     voice: bool,
     limits: &Limits,
 ) -> Result<Analysis, MediaError> {
-    analyze_path(input, sniffed.name, voice, limits)
+    let len = input.len();
+    let open = move || -> std::io::Result<Box<dyn MediaSource>> { Ok(Box::new(input.rewound())) };
+    guarded(&open, len, sniffed.name, voice, limits)
 }
 
-fn analyze_path<'a>(
-    input: &'a Path,
-    name: &str,
-    voice: bool,
-    limits: &Limits,
-) -> Result<Analysis, MediaError> {
-    let len = std::fs::metadata(input)
-        .map_err(|e| bad(format!("stat: {e}")))?
-        .len();
-    let open = move || -> std::io::Result<Box<dyn MediaSource + 'a>> {
-        Ok(Box::new(std::fs::File::open(input)?))
-    };
-    guarded(&open, len, name, voice, limits)
+impl MediaSource for FileSlice {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len())
+    }
 }
 
 /// Analyze audio held in memory (tests, fuzzing, callers that already hold the bytes).

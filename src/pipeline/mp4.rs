@@ -8,7 +8,6 @@
 //! C dependency (libavcodec or similar) inside the worker, and is left out on purpose.
 
 use std::io::{Cursor, Read, Seek, SeekFrom};
-use std::path::Path;
 
 use super::{Analysis, AudioInfo, Limits, MediaError, VideoInfo};
 
@@ -28,14 +27,10 @@ fn bad(msg: &str) -> MediaError {
     MediaError::Undecodable(msg.to_string())
 }
 
-/// Analyze the MP4/3GP file at `input`.
-pub fn analyze(input: &Path, limits: &Limits) -> Result<Analysis, MediaError> {
-    let file = std::fs::File::open(input).map_err(|e| bad(&format!("open: {e}")))?;
-    let len = file
-        .metadata()
-        .map_err(|e| bad(&format!("stat: {e}")))?
-        .len();
-    let a = analyze_reader(file, len, limits)?;
+/// Analyze the MP4/3GP file `input`.
+pub fn analyze(input: super::FileSlice, limits: &Limits) -> Result<Analysis, MediaError> {
+    let len = input.len();
+    let a = analyze_reader(input, len, limits)?;
     // Sent as a video, it must have a video track (an audio-only MP4 is an m4a, and a file
     // whose tracks we could not find tells the recipient nothing it can play).
     if a.video.as_ref().is_none_or(|v| v.video_codec.is_none()) {

@@ -21,15 +21,15 @@
 //! nothing here may panic on any input, and decoder panics are caught and reported as
 //! [`MediaError::Undecodable`].
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
+use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 
 use image::imageops::{self, FilterType};
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 
-use super::{Analysis, Limits, MediaError, Sniffed};
+use super::{Analysis, FileSlice, Limits, MediaError, Sniffed};
 use crate::media::MediaKind;
 
 /// Most scans a JPEG may have. Every progressive scan walks every block of the image again, so
@@ -44,21 +44,24 @@ pub const THUMB_QUALITY: u8 = 70;
 /// Side of a WhatsApp sticker. Other sizes are accepted and reported as they are.
 pub const STICKER_SIDE: u32 = 512;
 
-/// Analyze the image at `input`; when metadata was removed the cleaned file goes to `output`.
+/// Analyze the image `input`; when metadata was removed the cleaned file is written to the
+/// (empty) `output`.
 pub fn analyze(
-    input: &Path,
-    output: &Path,
+    mut input: FileSlice,
+    output: std::fs::File,
     sniffed: &Sniffed,
     sticker: bool,
     limits: &Limits,
 ) -> Result<Analysis, MediaError> {
-    let data = std::fs::read(input)
+    let mut data = Vec::new();
+    input
+        .read_to_end(&mut data)
         .map_err(|e| MediaError::Undecodable(format!("cannot read the image: {}", e.kind())))?;
     let (analysis, cleaned) = analyze_bytes(&data, sniffed, sticker, limits)?;
     if let Some(cleaned) = cleaned {
         // MediaError has no I/O variant; a write failure in the worker is reported like a
         // failed decode (the media is refused, nothing is stored).
-        std::fs::write(output, cleaned).map_err(|e| {
+        output.write_all_at(&cleaned, 0).map_err(|e| {
             MediaError::Undecodable(format!("cannot write the cleaned image: {}", e.kind()))
         })?;
     }
@@ -112,21 +115,15 @@ pub fn analyze_bytes(
     Ok((analysis, scan.cleaned))
 }
 
-/// Fuzz target body: the whole analysis (sniffing, allow-list, image and sticker paths) on
-/// arbitrary bytes, through a temp file as in production. Results are ignored; only panics,
-/// hangs and runaway allocations count.
+/// Fuzz target body: the whole analysis (sniffing, image and sticker paths, decoders and
+/// all) on arbitrary bytes, in memory. Results are ignored; only panics, hangs and runaway
+/// allocations count. Decoder panics are caught here as in production ([`walk_fuzz_entry`]
+/// fuzzes our own walkers with nothing caught).
 pub fn fuzz_entry(data: &[u8]) {
-    let Ok(dir) = tempfile::tempdir() else {
-        return;
-    };
-    let input = dir.path().join("input");
-    let output = dir.path().join("output");
-    if std::fs::write(&input, data).is_err() {
-        return;
-    }
+    let sniffed = super::sniff::sniff(&data[..data.len().min(4096)]);
     let limits = Limits::default();
-    let _ = super::analyze(MediaKind::Image, &input, &output, &limits);
-    let _ = super::analyze(MediaKind::Sticker, &input, &output, &limits);
+    let _ = analyze_bytes(data, &sniffed, false, &limits);
+    let _ = analyze_bytes(data, &sniffed, true, &limits);
 }
 
 /// What the structure walk learned, and the cleaned file if anything was removed.
@@ -1731,7 +1728,7 @@ mod tests {
         std::fs::write(&input, &bomb).unwrap();
         let started = Instant::now();
         let result =
-            crate::pipeline::analyze(MediaKind::Image, &input, &dir.path().join("out"), &limits());
+            crate::pipeline::analyze_paths(MediaKind::Image, &input, &dir.path().join("out"), &limits());
         assert!(
             started.elapsed() < Duration::from_millis(50),
             "{:?}",
@@ -1952,7 +1949,7 @@ mod tests {
         std::fs::write(&input, pdf).unwrap();
         let out = dir.path().join("out");
         assert_eq!(
-            crate::pipeline::analyze(MediaKind::Image, &input, &out, &limits()),
+            crate::pipeline::analyze_paths(MediaKind::Image, &input, &out, &limits()),
             Err(MediaError::NotAllowed {
                 kind: "image".into(),
                 sniffed: "pdf".into()
