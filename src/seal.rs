@@ -128,8 +128,9 @@ where
         sha256: desc.file_enc_sha256,
         declared_len: Some(desc.blob_length),
     };
-    let blob = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(sealed), 256 << 10)
-        .map(|r| r.map_err(|_| BodyError::Aborted));
+    let blob =
+        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(sealed), 256 << 10)
+            .map(|r| r.map_err(|_| BodyError::Aborted));
     let (created, info) = match ingest(state, upload, blob).await? {
         Outcome::Created(info) => (true, info),
         Outcome::Existing(info) => (false, info),

@@ -49,7 +49,10 @@ fn in_child(test: &str, env: &[(&str, String)]) -> bool {
     }
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("child {test}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "child {test}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.status.success()
 }
 
@@ -146,9 +149,10 @@ fn escapes(key: &Path, parent: u32, try_exec: bool) -> Vec<(&'static str, Result
     let mut pair = [0i32; 2];
     out.push((
         "socketpair",
-        allowed(unsafe {
-            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr())
-        } as i64),
+        allowed(
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) }
+                as i64,
+        ),
     ));
     // /bin/false: if exec worked, this process would exit 1 and the test fail.
     let path = c"/bin/false";
@@ -453,9 +457,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 fn found_in(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     files_under(dir)
         .into_iter()
-        .filter(|p| {
-            std::fs::read(p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
-        })
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
         .collect()
 }
 
@@ -523,20 +525,26 @@ fn plaintext_does_not_survive_a_sigkill() {
         !open.is_empty(),
         "the upload never reached a temp file (the test saw nothing)"
     );
-    assert!(
-        open.iter().all(|t| t.ends_with("(deleted)")),
-        "plaintext under a name while the request ran: {open:?}"
-    );
-    assert!(
-        named_while_running.is_empty(),
-        "named files while the request ran: {named_while_running:?}"
-    );
-    assert!(
-        after_kill.is_empty() && files_after_kill.is_empty(),
-        "plaintext left after SIGKILL: {after_kill:?} {files_after_kill:?}"
-    );
-    assert!(
-        after_restart.is_empty() && files_after_restart.is_empty(),
-        "plaintext kept by the restart: {after_restart:?} {files_after_restart:?}"
-    );
+    let mut wrong = Vec::new();
+    if !open.iter().all(|t| t.ends_with("(deleted)")) {
+        wrong.push(format!(
+            "plaintext under a name while the request ran: {open:?}"
+        ));
+    }
+    if !named_while_running.is_empty() {
+        wrong.push(format!(
+            "named files while the request ran: {named_while_running:?}"
+        ));
+    }
+    if !(after_kill.is_empty() && files_after_kill.is_empty()) {
+        wrong.push(format!(
+            "plaintext left after SIGKILL: {after_kill:?} {files_after_kill:?}"
+        ));
+    }
+    if !(after_restart.is_empty() && files_after_restart.is_empty()) {
+        wrong.push(format!(
+            "plaintext kept by the restart: {after_restart:?} {files_after_restart:?}"
+        ));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

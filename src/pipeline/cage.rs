@@ -173,7 +173,11 @@ fn allowlist() -> Result<(), String> {
     // abort() signals its own thread group only.
     rules.insert(
         libc::SYS_tgkill,
-        rule(vec![cond(0, SeccompCmpOp::Eq, u64::from(std::process::id()))?])?,
+        rule(vec![cond(
+            0,
+            SeccompCmpOp::Eq,
+            u64::from(std::process::id()),
+        )?])?,
     );
     let filter = SeccompFilter::new(
         rules,

@@ -162,7 +162,10 @@ impl Pool {
         input: &File,
         output: &File,
     ) -> Result<Analysis, PoolError> {
-        let dup = |f: &File| f.try_clone().map_err(|e| PoolError::Spawn(format!("dup: {e}")));
+        let dup = |f: &File| {
+            f.try_clone()
+                .map_err(|e| PoolError::Spawn(format!("dup: {e}")))
+        };
         let (input, output) = (dup(input)?, dup(output)?);
         let len = input
             .metadata()
