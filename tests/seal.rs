@@ -1945,8 +1945,8 @@ fn plaintext_does_not_outlive_the_request() {
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
     assert_tmp_empty(dir, "a body over the limit");
 
-    // A stalled body: while it waits, the plaintext sits in one private directory; the 408
-    // removes it.
+    // A stalled body: while it waits, the plaintext is an unnamed file; the 408
+    // drops it.
     let mut stalled = TcpStream::connect(addr).unwrap();
     stalled
         .set_read_timeout(Some(Duration::from_secs(20)))

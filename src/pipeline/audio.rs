@@ -1064,7 +1064,8 @@ mod tests {
             name: "wav",
             mime: "audio/wav",
         };
-        assert_eq!(analyze(tmp.path(), &s, false, &limits()).unwrap(), a);
+        let input = FileSlice::open(tmp.path()).unwrap();
+        assert_eq!(analyze(input, &s, false, &limits()).unwrap(), a);
     }
 
     #[test]

@@ -729,7 +729,8 @@ mod tests {
         let file = cat(&[ftyp(b"isom"), moov(&[video_trak(IDENTITY)])]);
         let mut tmp = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut tmp, &file).unwrap();
-        let a = analyze(tmp.path(), &Limits::default()).unwrap();
+        let input = crate::pipeline::FileSlice::open(tmp.path()).unwrap();
+        let a = analyze(input, &Limits::default()).unwrap();
         assert_eq!((a.width, a.height), (Some(1920), Some(1080)));
         let v = a.video.unwrap();
         assert_eq!((v.rotation, v.fast_start, v.audio_codec), (0, true, None));

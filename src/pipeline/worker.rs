@@ -54,6 +54,9 @@ pub fn handle(req: &Request, input: File, output: File) -> Response {
     }
 }
 
+/// One request line and the descriptors that came with it.
+type Received = (Vec<u8>, Vec<OwnedFd>);
+
 /// Reads request lines and the descriptors sent with them from the pool's socket.
 struct Requests {
     buf: Vec<u8>,
@@ -62,7 +65,7 @@ struct Requests {
 
 impl Requests {
     /// The next line and every descriptor received up to its end; `None` at end of input.
-    fn next(&mut self) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>, String> {
+    fn next(&mut self) -> Result<Option<Received>, String> {
         loop {
             if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=end).collect();
