@@ -38,16 +38,26 @@ fn in_child(test: &str, env: &[(&str, String)]) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input");
     std::fs::write(&input, INPUT).unwrap();
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cage::worker_command(&mut cmd, NOBODY);
-    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .env("RUST_BACKTRACE", "0")
-        .stdin(std::fs::File::open(&input).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
+    let command = |uid: Option<u32>| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cage::worker_command(&mut cmd, uid);
+        cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(std::fs::File::open(&input).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+    // As the pool does: nobody's uid when root, unless nobody cannot reach this binary.
+    let out = match command(Some(NOBODY)).output() {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!("nobody cannot execute the test binary here: child runs as our uid");
+            command(None).output().unwrap()
+        }
+        other => other.unwrap(),
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!(
         "child {test}:\n{stdout}\n{}",

@@ -201,13 +201,18 @@ pub fn harden_service() -> Result<(), String> {
 }
 
 /// Prepare a worker command: empty environment (keys given as values live in the service's),
-/// `/` as working directory, and when the service runs as root, `uid` (and the group of the
-/// same number) with no supplementary groups, so the worker owns nothing the service owns.
-pub fn worker_command(cmd: &mut Command, uid: u32) {
+/// `/` as working directory, and when the service runs as root and `uid` is given, that uid
+/// (and the group of the same number) with no supplementary groups, so the worker owns
+/// nothing the service owns. Returns whether the uid is switched.
+pub fn worker_command(cmd: &mut Command, uid: Option<u32>) -> bool {
     use std::os::unix::process::CommandExt;
     cmd.env_clear().current_dir("/");
-    if rustix::process::geteuid().is_root() && uid != 0 {
-        // std drops supplementary groups (setgroups(0)) when it changes uid as root.
-        cmd.gid(uid).uid(uid);
+    match uid {
+        Some(uid) if rustix::process::geteuid().is_root() && uid != 0 => {
+            // std drops supplementary groups (setgroups(0)) when it changes uid as root.
+            cmd.gid(uid).uid(uid);
+            true
+        }
+        _ => false,
     }
 }

@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +81,8 @@ pub struct Pool {
     cfg: PoolConfig,
     idle: Mutex<Vec<Worker>>,
     slots: Semaphore,
+    /// Set once the worker uid proved unable to execute the binary.
+    same_uid: AtomicBool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -99,6 +102,7 @@ impl Pool {
         let pool = Pool {
             slots: Semaphore::new(cfg.workers.max(1)),
             idle: Mutex::new(Vec::new()),
+            same_uid: AtomicBool::new(false),
             exe,
             cfg,
         };
@@ -124,23 +128,45 @@ impl Pool {
 
     fn spawn(&self) -> Result<Worker, PoolError> {
         let c = &self.cfg.cage;
-        let (ours, theirs) =
-            UnixStream::pair().map_err(|e| PoolError::Spawn(format!("socketpair: {e}")))?;
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("worker")
-            .arg("--memory-bytes")
-            .arg(c.memory_bytes.to_string())
-            .arg("--cpu-seconds")
-            .arg(c.cpu_seconds.to_string())
-            .arg("--max-file-bytes")
-            .arg(c.max_file_bytes.to_string())
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        super::cage::worker_command(&mut cmd, self.cfg.worker_uid);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| PoolError::Spawn(format!("{}: {e}", self.exe.display())))?;
+        let command = |as_worker_uid: bool| -> Result<(Command, UnixStream, bool), PoolError> {
+            let (ours, theirs) =
+                UnixStream::pair().map_err(|e| PoolError::Spawn(format!("socketpair: {e}")))?;
+            let mut cmd = Command::new(&self.exe);
+            cmd.arg("worker")
+                .arg("--memory-bytes")
+                .arg(c.memory_bytes.to_string())
+                .arg("--cpu-seconds")
+                .arg(c.cpu_seconds.to_string())
+                .arg("--max-file-bytes")
+                .arg(c.max_file_bytes.to_string())
+                .stdin(Stdio::from(OwnedFd::from(theirs)))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
+            let uid = as_worker_uid.then_some(self.cfg.worker_uid);
+            let switched = super::cage::worker_command(&mut cmd, uid);
+            Ok((cmd, ours, switched))
+        };
+        let use_uid = !self.same_uid.load(Ordering::Relaxed);
+        let (mut cmd, mut ours, switched) = command(use_uid)?;
+        let mut spawned = cmd.spawn();
+        if switched
+            && let Err(e) = &spawned
+            && e.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            // The binary lies where the worker uid cannot reach (a 0700 home or build dir):
+            // run workers as our own uid, still inside seccomp and Landlock, and say so once.
+            tracing::warn!(
+                exe = %self.exe.display(),
+                worker_uid = self.cfg.worker_uid,
+                "the worker uid cannot execute the binary; workers run as the service's uid \
+                 (move the binary somewhere world-executable to separate them)"
+            );
+            self.same_uid.store(true, Ordering::Relaxed);
+            (cmd, ours, _) = command(false)?;
+            spawned = cmd.spawn();
+        }
+        let mut child =
+            spawned.map_err(|e| PoolError::Spawn(format!("{}: {e}", self.exe.display())))?;
         let Some(stdout) = child.stdout.take() else {
             let _ = child.kill();
             return Err(PoolError::Spawn("worker pipe missing".into()));
