@@ -21,7 +21,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use interop_media::media::MediaKind;
 use interop_media::pipeline::pool::{Pool, PoolConfig};
 use interop_media::pipeline::worker::Cage;
-use interop_media::pipeline::{Limits, audio, photo, sniff};
+use interop_media::pipeline::{FileSlice, Limits, audio, photo, sniff};
 
 fn jpeg_12mp(dir: &Path) -> PathBuf {
     let (w, h) = (4000u32, 3000u32);
@@ -74,6 +74,7 @@ fn pool(workers: usize) -> Arc<Pool> {
         queue_wait: Duration::from_secs(10),
         max_requests: u32::MAX,
         limits: Limits::default(),
+        worker_uid: interop_media::pipeline::pool::NOBODY,
     };
     Arc::new(Pool::start(PathBuf::from(env!("CARGO_BIN_EXE_interop-media")), cfg).unwrap())
 }
@@ -93,7 +94,11 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("thumbnail");
     g.sample_size(20).measurement_time(Duration::from_secs(10));
     g.bench_function("12mp-jpeg", |b| {
-        b.iter(|| photo::analyze(&jpeg, &out, &s, false, &limits).unwrap())
+        b.iter(|| {
+            let input = FileSlice::open(&jpeg).unwrap();
+            let output = std::fs::File::create(&out).unwrap();
+            photo::analyze(input, output, &s, false, &limits).unwrap()
+        })
     });
     let vips = Command::new("vipsthumbnail")
         .arg("--vips-version")
@@ -138,9 +143,13 @@ fn benches(c: &mut Criterion) {
         eprintln!("vipsthumbnail not installed (Debian: libvips-tools): anchor skipped");
     }
     let p = pool(1);
+    let (jpeg_file, out_file) = (
+        std::fs::File::open(&jpeg).unwrap(),
+        std::fs::File::create(&out).unwrap(),
+    );
     g.bench_function("pool-roundtrip", |b| {
         b.iter(|| {
-            rt.block_on(p.analyze(MediaKind::Image, &jpeg, &out))
+            rt.block_on(p.analyze(MediaKind::Image, &jpeg_file, &out_file))
                 .unwrap()
         })
     });
@@ -153,7 +162,8 @@ fn benches(c: &mut Criterion) {
             let s = sniffed(&voice);
             g.bench_function("60s-voice", |b| {
                 b.iter(|| {
-                    let a = audio::analyze(&voice, &s, true, &limits).unwrap();
+                    let input = FileSlice::open(&voice).unwrap();
+                    let a = audio::analyze(input, &s, true, &limits).unwrap();
                     assert_eq!(a.waveform.map(|w| w.len()), Some(64));
                 })
             });
@@ -164,7 +174,8 @@ fn benches(c: &mut Criterion) {
 
     let doc = dir.path().join("doc.bin");
     std::fs::write(&doc, b"%PDF-1.4 tiny").unwrap();
-    let doc_out = dir.path().join("doc.out");
+    let doc_out = std::fs::File::create(dir.path().join("doc.out")).unwrap();
+    let doc = std::fs::File::open(&doc).unwrap();
     let mut g = c.benchmark_group("worker");
     g.bench_function("roundtrip", |b| {
         b.iter(|| {

@@ -79,6 +79,7 @@ pub async fn inspect(kind: MediaKind, input: &Path) -> Result<Inspected, ClientE
         queue_wait: std::time::Duration::from_secs(1),
         max_requests: 1,
         limits: Limits::default(),
+        worker_uid: crate::pipeline::pool::NOBODY,
     };
     let pool =
         std::sync::Arc::new(Pool::start_self(cfg).map_err(|e| ClientError::usage(e.to_string()))?);
@@ -87,8 +88,10 @@ pub async fn inspect(kind: MediaKind, input: &Path) -> Result<Inspected, ClientE
         .tempdir()
         .map_err(|e| ClientError::usage(format!("temp dir: {e}")))?;
     let cleaned = dir.path().join("cleaned");
+    let input_file = std::fs::File::open(input).map_err(|e| io(input, e))?;
+    let cleaned_file = std::fs::File::create(&cleaned).map_err(|e| io(&cleaned, e))?;
     let analysis = pool
-        .analyze(kind, input, &cleaned)
+        .analyze(kind, &input_file, &cleaned_file)
         .await
         .map_err(|e| match e {
             PoolError::Media(m) => ClientError::verify(m.to_string()),

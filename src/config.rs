@@ -143,6 +143,13 @@ pub struct MediaConfig {
     pub max_dimension: u32,
     pub max_duration_s: u64,
     pub tmp_dir: String,
+    /// The uid (and gid) workers run as when the service runs as root.
+    #[serde(default = "default_worker_uid")]
+    pub worker_uid: u32,
+}
+
+fn default_worker_uid() -> u32 {
+    crate::pipeline::pool::NOBODY
 }
 
 /// Resumable (tus) uploads.
@@ -407,6 +414,7 @@ fn media_pool(m: &MediaConfig, seal: &KindLimits) -> Option<crate::pipeline::poo
             thumb_side: m.thumb_side,
             max_duration_ms: m.max_duration_s * 1000,
         },
+        worker_uid: m.worker_uid,
     })
 }
 

@@ -3,10 +3,14 @@
 //! upload. The key goes back to the gateway in the response and nowhere else: it is not
 //! stored, logged or put in metrics.
 //!
-//! Plaintext exists only in a private temporary directory (mode 0700) for the duration of
-//! the request: the received file, the worker's cleaned copy and the sealed blob all live
-//! there, and the directory is removed when the request ends, however it ends.
+//! Plaintext never has a name on disk: the received file, the worker's cleaned copy and the
+//! sealed blob are unnamed temporary files (`O_TMPFILE` under `media.tmp_dir`, mode 0600),
+//! handed to the worker as open descriptors. The kernel frees them when the last descriptor
+//! closes, so they end with the request however it ends, SIGKILL and OOM included: there is
+//! nothing for a restart to find.
 
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +30,7 @@ use crate::media::{MediaFormat, MediaKind};
 use crate::pipeline::pool::PoolError;
 use crate::pipeline::{Analysis, MediaError};
 
+/// Directories of versions that kept named plaintext (purged at start-up, see [`purge_stale`]).
 const TMP_PREFIX: &str = "interop-media-seal-";
 
 /// A seal-for-me request as declared by its headers.
@@ -88,10 +93,9 @@ where
             limit,
         });
     }
-    let dir = private_dir(state.settings.media_tmp_dir.as_deref())?;
-    let input = dir.path().join("plain");
-    let cleaned = dir.path().join("cleaned");
-    receive(state, &req, body, &input, limit).await?;
+    let base = tmp_base(state.settings.media_tmp_dir.as_deref());
+    let input = receive(state, &req, body, unnamed(&base)?, limit).await?;
+    let cleaned = unnamed(&base)?;
 
     let analysis = pool
         .analyze(req.kind, &input, &cleaned)
@@ -109,13 +113,14 @@ where
             }
         })?;
     let plain = if analysis.removed.is_empty() {
+        drop(cleaned);
         input
     } else {
+        drop(input);
         cleaned
     };
 
-    let sealed = dir.path().join("sealed");
-    let desc = seal_file(&req, &analysis, plain, sealed.clone()).await?;
+    let (desc, sealed) = seal_file(&req, &analysis, plain, unnamed(&base)?).await?;
     let upload = UploadRequest {
         partner: req.partner.clone(),
         kind: req.kind,
@@ -123,14 +128,13 @@ where
         sha256: desc.file_enc_sha256,
         declared_len: Some(desc.blob_length),
     };
-    let file = tokio::fs::File::open(&sealed).await.map_err(io_error)?;
-    let blob = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
-        .map(|r| r.map_err(|_| BodyError::Aborted));
+    let blob =
+        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(sealed), 256 << 10)
+            .map(|r| r.map_err(|_| BodyError::Aborted));
     let (created, info) = match ingest(state, upload, blob).await? {
         Outcome::Created(info) => (true, info),
         Outcome::Existing(info) => (false, info),
     };
-    drop(dir);
     Ok((created, describe(info, analysis, desc)))
 }
 
@@ -152,20 +156,17 @@ fn describe(info: MediaInfo, analysis: Analysis, desc: Descriptor) -> SealedMedi
     }
 }
 
-/// A fresh private directory for one request's plaintext (0700, removed on drop).
-fn private_dir(base: Option<&Path>) -> Result<tempfile::TempDir, ApiError> {
-    use std::os::unix::fs::PermissionsExt;
-    // 0700 explicitly: tempfile creates directories with the process umask's default mode,
-    // which would let other local users read the plaintext.
-    let b = tempfile::Builder::new()
-        .prefix(TMP_PREFIX)
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in(
-            base.map(Path::to_path_buf)
-                .unwrap_or_else(std::env::temp_dir),
-        );
-    b.map_err(|e| {
-        tracing::error!(error = %e, "cannot create a private temp dir for seal-for-me");
+fn tmp_base(base: Option<&Path>) -> PathBuf {
+    base.map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// A fresh unnamed file under `base` (`O_TMPFILE`, 0600): no path ever names it, and the
+/// kernel frees it with its last descriptor, whatever ends the process. (On a filesystem
+/// without `O_TMPFILE`, tempfile creates a random name and unlinks it at once.)
+fn unnamed(base: &Path) -> Result<File, ApiError> {
+    tempfile::tempfile_in(base).map_err(|e| {
+        tracing::error!(error = %e, "cannot create a temp file for seal-for-me");
         ApiError::StorageUnavailable
     })
 }
@@ -175,24 +176,18 @@ fn io_error(e: std::io::Error) -> ApiError {
     ApiError::StorageUnavailable
 }
 
-/// Write the body to `path`, enforcing the kind's plaintext limit and the declared length.
+/// Write the body to `file`, enforcing the kind's plaintext limit and the declared length.
 async fn receive<S>(
     state: &AppState,
     req: &SealRequest,
     mut body: S,
-    path: &Path,
+    file: File,
     limit: u64,
-) -> Result<(), ApiError>
+) -> Result<File, ApiError>
 where
     S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
 {
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .await
-        .map_err(io_error)?;
+    let mut file = tokio::fs::File::from_std(file);
     let mut received = 0u64;
     while let Some(piece) = next_piece(&mut body, state.settings.body_idle_timeout).await? {
         received += piece.len() as u64;
@@ -212,43 +207,46 @@ where
         return Err(ApiError::LengthMismatch);
     }
     file.flush().await.map_err(io_error)?;
-    Ok(())
+    Ok(file.into_std().await)
 }
 
-/// Seal `plain` into `sealed` under a fresh key, on the blocking pool (it is CPU work).
+/// Seal `plain` into `sealed` under a fresh key, on the blocking pool (it is CPU work); the
+/// sealed file comes back rewound.
 async fn seal_file(
     req: &SealRequest,
     analysis: &Analysis,
-    plain: PathBuf,
-    sealed: PathBuf,
-) -> Result<Descriptor, ApiError> {
+    mut plain: File,
+    mut sealed: File,
+) -> Result<(Descriptor, File), ApiError> {
     let mut opts = SealOptions::new(req.format, req.kind);
     opts.mime = Some(analysis.mime.clone());
     let metadata = serde_json::to_value(analysis).ok();
-    let task = tokio::task::spawn_blocking(move || -> Result<Descriptor, String> {
-        let input = std::fs::File::open(&plain).map_err(|e| e.to_string())?;
-        let size = input.metadata().map_err(|e| e.to_string())?.len();
+    let task = tokio::task::spawn_blocking(move || -> Result<(Descriptor, File), String> {
+        let size = plain.metadata().map_err(|e| e.to_string())?.len();
+        plain.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
         if opts.format == MediaFormat::Signal && opts.kind == MediaKind::Video {
             opts.incremental_mac_for_size = Some(size);
         }
-        let output = std::fs::File::create(&sealed).map_err(|e| e.to_string())?;
-        formats::seal(
+        let desc = formats::seal(
             &opts,
-            std::io::BufReader::with_capacity(1 << 20, input),
-            std::io::BufWriter::with_capacity(1 << 20, output),
+            std::io::BufReader::with_capacity(1 << 20, plain),
+            std::io::BufWriter::with_capacity(1 << 20, &mut sealed),
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        sealed.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        Ok((desc, sealed))
     });
-    let mut desc = task.await.map_err(|_| ApiError::Internal)?.map_err(|e| {
+    let (mut desc, sealed) = task.await.map_err(|_| ApiError::Internal)?.map_err(|e| {
         tracing::error!(error = %e, "sealing a seal-for-me upload failed");
         ApiError::Internal
     })?;
     desc.metadata = metadata;
-    Ok(desc)
+    Ok((desc, sealed))
 }
 
-/// Remove private directories left behind by a process that died mid-request (older than
-/// an hour, so a replica sharing the directory keeps its live ones).
+/// Remove private directories left behind by versions that kept named plaintext and died
+/// mid-request (older than an hour, so an old replica sharing the directory during a rolling
+/// upgrade keeps its live ones). This version leaves none: its files are unnamed.
 pub fn purge_stale(base: Option<&Path>) {
     let dir = base
         .map(Path::to_path_buf)

@@ -1945,8 +1945,8 @@ fn plaintext_does_not_outlive_the_request() {
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
     assert_tmp_empty(dir, "a body over the limit");
 
-    // A stalled body: while it waits, the plaintext sits in one private directory; the 408
-    // removes it.
+    // A stalled body: while it waits, the plaintext is an unnamed file; the 408
+    // drops it.
     let mut stalled = TcpStream::connect(addr).unwrap();
     stalled
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -1955,43 +1955,35 @@ fn plaintext_does_not_outlive_the_request() {
         .write_all(seal_head(&key, "image", "Content-Length: 200000\r\n").as_bytes())
         .unwrap();
     stalled.write_all(&s.bytes("photo.jpg")[..50_000]).unwrap();
+    // src/seal.rs: the plaintext is an unnamed file (O_TMPFILE) under the temp dir: the
+    // service holds it open, and nothing in the directory names it.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let private = loop {
-        let entries = tmp_entries(dir);
-        if let Some(e) = entries.first() {
-            break dir.join(e);
+    let held = loop {
+        let held: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", ctx.svc.pid()))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|t| t.display().to_string())
+            .filter(|t| t.starts_with(&dir.display().to_string()))
+            .collect();
+        if !held.is_empty() {
+            break held;
         }
         assert!(
             Instant::now() < deadline,
-            "no private dir appeared under {}",
+            "the service holds no file under {}",
             dir.display()
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    // src/seal.rs: "a private temporary directory (mode 0700)". Checked at the end, so the
-    // cleanup checks below run either way.
-    let private_mode = {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
-        let inside: Vec<String> = std::fs::read_dir(&private)
-            .unwrap()
-            .flatten()
-            .map(|e| {
-                format!(
-                    "{}: {:o}",
-                    e.file_name().to_string_lossy(),
-                    mode(&e.path()).unwrap_or(0)
-                )
-            })
-            .collect();
-        let dir_mode = mode(&private).unwrap();
-        (dir_mode == 0o700).then_some(()).ok_or(format!(
-            "{} is mode {dir_mode:o}, not 0700 (files inside: {inside:?}): other local users \
-             can read the plaintext while the request runs",
-            private.display()
-        ))
-    };
-    assert_eq!(tmp_entries(dir).len(), 1, "one private dir per request");
+    let private_mode = held
+        .iter()
+        .all(|t| t.ends_with("(deleted)"))
+        .then_some(())
+        .ok_or(format!(
+            "plaintext under a name while the request runs: {held:?}"
+        ));
+    assert_tmp_empty(dir, "a stalled body, while it waits");
     let mut answer = Vec::new();
     let _ = stalled.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);

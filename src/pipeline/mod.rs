@@ -7,6 +7,7 @@
 //! (audio and voice notes), `mp4` (video), or nothing (documents).
 
 pub mod audio;
+pub mod cage;
 pub mod mp4;
 mod opus;
 pub mod photo;
@@ -14,8 +15,10 @@ pub mod pool;
 pub mod sniff;
 pub mod worker;
 
-use std::io::Read;
-use std::path::Path;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -122,16 +125,18 @@ pub enum MediaError {
     Undecodable(String),
 }
 
-/// Analyze the file at `input` declared as `kind`; a cleaned copy goes to `output` when
-/// metadata was removed (see [`Analysis::removed`]).
+/// Analyze `len` bytes of the open file `input` declared as `kind`; a cleaned copy is written
+/// to `output` when metadata was removed (see [`Analysis::removed`]). Files, not paths: in the
+/// worker no path can be opened.
 pub fn analyze(
     kind: MediaKind,
-    input: &Path,
-    output: &Path,
+    input: File,
+    len: u64,
+    output: File,
     limits: &Limits,
 ) -> Result<Analysis, MediaError> {
     let mut head = [0u8; 4096];
-    let n = read_head(input, &mut head).map_err(|e| MediaError::Undecodable(e.to_string()))?;
+    let n = read_head(&input, &mut head).map_err(|e| MediaError::Undecodable(e.to_string()))?;
     let sniffed = sniff::sniff(&head[..n]);
     if !sniff::allowed(kind, &sniffed) {
         return Err(MediaError::NotAllowed {
@@ -139,6 +144,7 @@ pub fn analyze(
             sniffed: sniffed.name.to_string(),
         });
     }
+    let input = FileSlice::new(input, len);
     let mut analysis = match kind {
         MediaKind::Image | MediaKind::Sticker => {
             photo::analyze(input, output, &sniffed, kind == MediaKind::Sticker, limits)?
@@ -154,16 +160,106 @@ pub fn analyze(
     Ok(analysis)
 }
 
-fn read_head(path: &Path, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut f = std::fs::File::open(path)?;
+/// [`analyze`] on paths, for unit tests.
+#[cfg(test)]
+pub(crate) fn analyze_paths(
+    kind: MediaKind,
+    input: &std::path::Path,
+    output: &std::path::Path,
+    limits: &Limits,
+) -> Result<Analysis, MediaError> {
+    let slice = FileSlice::open(input).map_err(|e| MediaError::Undecodable(e.to_string()))?;
+    let out = File::create(output).map_err(|e| MediaError::Undecodable(e.to_string()))?;
+    let len = slice.len();
+    let file = Arc::try_unwrap(slice.file).map_err(|_| MediaError::Undecodable("shared".into()))?;
+    analyze(kind, file, len, out, limits)
+}
+
+fn read_head(f: &File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match f.read(&mut buf[n..])? {
+        match f.read_at(&mut buf[n..], n as u64)? {
             0 => break,
             k => n += k,
         }
     }
     Ok(n)
+}
+
+/// A reader over the first `len` bytes of a shared open file, with its own position
+/// (positioned reads: no `stat`, no shared file offset). Clones read independently, which is
+/// how a second pass re-reads the media from its start.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    file: Arc<File>,
+    len: u64,
+    pos: u64,
+}
+
+impl FileSlice {
+    pub fn new(file: File, len: u64) -> FileSlice {
+        FileSlice {
+            file: Arc::new(file),
+            len,
+            pos: 0,
+        }
+    }
+
+    /// The first `len` bytes of `file`, for callers that still hold a path (tests, the CLI).
+    pub fn open(path: &std::path::Path) -> std::io::Result<FileSlice> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(FileSlice::new(file, len))
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A fresh reader at the start.
+    pub fn rewound(&self) -> FileSlice {
+        FileSlice {
+            pos: 0,
+            ..self.clone()
+        }
+    }
+}
+
+impl Read for FileSlice {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for FileSlice {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match target {
+            Some(p) => {
+                self.pos = p;
+                Ok(p)
+            }
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start",
+            )),
+        }
+    }
 }
 
 /// Optional bytes as base64 in JSON (thumbnails cross the worker pipe and the API as text).

@@ -8,7 +8,6 @@
 //! C dependency (libavcodec or similar) inside the worker, and is left out on purpose.
 
 use std::io::{Cursor, Read, Seek, SeekFrom};
-use std::path::Path;
 
 use super::{Analysis, AudioInfo, Limits, MediaError, VideoInfo};
 
@@ -28,14 +27,10 @@ fn bad(msg: &str) -> MediaError {
     MediaError::Undecodable(msg.to_string())
 }
 
-/// Analyze the MP4/3GP file at `input`.
-pub fn analyze(input: &Path, limits: &Limits) -> Result<Analysis, MediaError> {
-    let file = std::fs::File::open(input).map_err(|e| bad(&format!("open: {e}")))?;
-    let len = file
-        .metadata()
-        .map_err(|e| bad(&format!("stat: {e}")))?
-        .len();
-    let a = analyze_reader(file, len, limits)?;
+/// Analyze the MP4/3GP file `input`.
+pub fn analyze(input: super::FileSlice, limits: &Limits) -> Result<Analysis, MediaError> {
+    let len = input.len();
+    let a = analyze_reader(input, len, limits)?;
     // Sent as a video, it must have a video track (an audio-only MP4 is an m4a, and a file
     // whose tracks we could not find tells the recipient nothing it can play).
     if a.video.as_ref().is_none_or(|v| v.video_codec.is_none()) {
@@ -734,7 +729,8 @@ mod tests {
         let file = cat(&[ftyp(b"isom"), moov(&[video_trak(IDENTITY)])]);
         let mut tmp = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut tmp, &file).unwrap();
-        let a = analyze(tmp.path(), &Limits::default()).unwrap();
+        let input = crate::pipeline::FileSlice::open(tmp.path()).unwrap();
+        let a = analyze(input, &Limits::default()).unwrap();
         assert_eq!((a.width, a.height), (Some(1920), Some(1080)));
         let v = a.video.unwrap();
         assert_eq!((v.rotation, v.fast_start, v.audio_codec), (0, true, None));

@@ -21,15 +21,15 @@
 //! nothing here may panic on any input, and decoder panics are caught and reported as
 //! [`MediaError::Undecodable`].
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
+use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 
 use image::imageops::{self, FilterType};
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 
-use super::{Analysis, Limits, MediaError, Sniffed};
+use super::{Analysis, FileSlice, Limits, MediaError, Sniffed};
 use crate::media::MediaKind;
 
 /// Most scans a JPEG may have. Every progressive scan walks every block of the image again, so
@@ -44,21 +44,24 @@ pub const THUMB_QUALITY: u8 = 70;
 /// Side of a WhatsApp sticker. Other sizes are accepted and reported as they are.
 pub const STICKER_SIDE: u32 = 512;
 
-/// Analyze the image at `input`; when metadata was removed the cleaned file goes to `output`.
+/// Analyze the image `input`; when metadata was removed the cleaned file is written to the
+/// (empty) `output`.
 pub fn analyze(
-    input: &Path,
-    output: &Path,
+    mut input: FileSlice,
+    output: std::fs::File,
     sniffed: &Sniffed,
     sticker: bool,
     limits: &Limits,
 ) -> Result<Analysis, MediaError> {
-    let data = std::fs::read(input)
+    let mut data = Vec::new();
+    input
+        .read_to_end(&mut data)
         .map_err(|e| MediaError::Undecodable(format!("cannot read the image: {}", e.kind())))?;
     let (analysis, cleaned) = analyze_bytes(&data, sniffed, sticker, limits)?;
     if let Some(cleaned) = cleaned {
         // MediaError has no I/O variant; a write failure in the worker is reported like a
         // failed decode (the media is refused, nothing is stored).
-        std::fs::write(output, cleaned).map_err(|e| {
+        output.write_all_at(&cleaned, 0).map_err(|e| {
             MediaError::Undecodable(format!("cannot write the cleaned image: {}", e.kind()))
         })?;
     }
@@ -112,21 +115,28 @@ pub fn analyze_bytes(
     Ok((analysis, scan.cleaned))
 }
 
-/// Fuzz target body: the whole analysis (sniffing, allow-list, image and sticker paths) on
-/// arbitrary bytes, through a temp file as in production. Results are ignored; only panics,
-/// hangs and runaway allocations count.
+/// Fuzz target body: the whole analysis (sniffing, image and sticker paths, decoders and
+/// all) on arbitrary bytes, in memory. Results are ignored; only panics, hangs and runaway
+/// allocations count. Decoder panics are caught here as in production ([`walk_fuzz_entry`]
+/// fuzzes our own walkers with nothing caught).
 pub fn fuzz_entry(data: &[u8]) {
-    let Ok(dir) = tempfile::tempdir() else {
-        return;
-    };
-    let input = dir.path().join("input");
-    let output = dir.path().join("output");
-    if std::fs::write(&input, data).is_err() {
-        return;
-    }
+    let sniffed = super::sniff::sniff(&data[..data.len().min(4096)]);
     let limits = Limits::default();
-    let _ = super::analyze(MediaKind::Image, &input, &output, &limits);
-    let _ = super::analyze(MediaKind::Sticker, &input, &output, &limits);
+    let _ = analyze_bytes(data, &sniffed, false, &limits);
+    let _ = analyze_bytes(data, &sniffed, true, &limits);
+}
+
+/// Fuzz target body for our own structure walkers (JPEG markers, PNG chunks, WebP RIFF, GIF
+/// blocks, EXIF) and the metadata stripping they do, with nothing caught: a panic here is a
+/// bug in our code. No decoder runs.
+pub fn walk_fuzz_entry(data: &[u8]) {
+    let limits = Limits::default();
+    let _ = scan_jpeg(data, &limits);
+    let _ = scan_png(data, &limits);
+    let _ = scan_gif(data, &limits);
+    let _ = scan_webp(data, &limits, false);
+    let _ = scan_webp(data, &limits, true);
+    let _ = exif_facts(data);
 }
 
 /// What the structure walk learned, and the cleaned file if anything was removed.
@@ -1396,12 +1406,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (input, output) = (dir.path().join("in.jpg"), dir.path().join("out.jpg"));
         std::fs::write(&input, &original).unwrap();
-        let a = analyze(&input, &output, &sniff::JPEG, false, &limits()).expect("analysis");
+        let run = || {
+            let out = std::fs::File::create(&output).unwrap();
+            analyze(
+                FileSlice::open(&input).unwrap(),
+                out,
+                &sniff::JPEG,
+                false,
+                &limits(),
+            )
+        };
+        let a = run().expect("analysis");
         assert!(a.removed.is_empty());
-        assert!(!output.exists(), "nothing removed, nothing written");
-        // With metadata, the cleaned copy is written to the output path.
+        assert_eq!(
+            std::fs::metadata(&output).unwrap().len(),
+            0,
+            "nothing removed, nothing written"
+        );
+        // With metadata, the cleaned copy is written to the output file.
         std::fs::write(&input, with_segments(&original, &[segment(0xFE, b"hi")])).unwrap();
-        let a = analyze(&input, &output, &sniff::JPEG, false, &limits()).expect("analysis");
+        let a = run().expect("analysis");
         assert_eq!(a.removed, ["comment"]);
         assert_eq!(std::fs::read(&output).unwrap(), original);
     }
@@ -1730,8 +1754,12 @@ mod tests {
         let input = dir.path().join("bomb.png");
         std::fs::write(&input, &bomb).unwrap();
         let started = Instant::now();
-        let result =
-            crate::pipeline::analyze(MediaKind::Image, &input, &dir.path().join("out"), &limits());
+        let result = crate::pipeline::analyze_paths(
+            MediaKind::Image,
+            &input,
+            &dir.path().join("out"),
+            &limits(),
+        );
         assert!(
             started.elapsed() < Duration::from_millis(50),
             "{:?}",
@@ -1952,7 +1980,7 @@ mod tests {
         std::fs::write(&input, pdf).unwrap();
         let out = dir.path().join("out");
         assert_eq!(
-            crate::pipeline::analyze(MediaKind::Image, &input, &out, &limits()),
+            crate::pipeline::analyze_paths(MediaKind::Image, &input, &out, &limits()),
             Err(MediaError::NotAllowed {
                 kind: "image".into(),
                 sniffed: "pdf".into()

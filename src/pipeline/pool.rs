@@ -1,10 +1,18 @@
 //! Supervises worker processes (`interop-media worker`): a warm pool, so a request does not
 //! pay a process start, a wall-clock deadline per request, and replacement of any worker that
 //! died, timed out or has served its quota. A worker's failure costs only its request.
+//!
+//! A worker cannot open files (see `cage`): each request goes over a Unix socket (the
+//! worker's stdin) with the input and output descriptors attached (`SCM_RIGHTS`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::fs::File;
+use std::io::{BufRead, BufReader, IoSlice, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +35,12 @@ pub struct PoolConfig {
     /// Analyses a worker serves before it is replaced (its CPU limit is per process).
     pub max_requests: u32,
     pub limits: Limits,
+    /// The uid (and gid) workers run as when the service runs as root (`media.worker_uid`).
+    pub worker_uid: u32,
 }
+
+/// Default of `media.worker_uid`: nobody (and nogroup) on Debian.
+pub const NOBODY: u32 = 65534;
 
 /// Why an analysis produced no answer.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +60,8 @@ pub enum PoolError {
 
 struct Worker {
     child: Arc<Mutex<Child>>,
-    stdin: ChildStdin,
+    /// Our end of the request socket (the worker's stdin).
+    requests: UnixStream,
     stdout: BufReader<ChildStdout>,
     served: u32,
 }
@@ -67,6 +81,8 @@ pub struct Pool {
     cfg: PoolConfig,
     idle: Mutex<Vec<Worker>>,
     slots: Semaphore,
+    /// Set once the worker uid proved unable to execute the binary.
+    same_uid: AtomicBool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -80,9 +96,13 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// Start `cfg.workers` workers of the executable `exe` (normally this binary).
     pub fn start(exe: PathBuf, cfg: PoolConfig) -> Result<Pool, PoolError> {
+        // Before any worker exists: a worker running as our uid must not be able to read our
+        // memory through /proc/<pid>/mem or ptrace.
+        super::cage::harden_service().map_err(PoolError::Spawn)?;
         let pool = Pool {
             slots: Semaphore::new(cfg.workers.max(1)),
             idle: Mutex::new(Vec::new()),
+            same_uid: AtomicBool::new(false),
             exe,
             cfg,
         };
@@ -108,48 +128,82 @@ impl Pool {
 
     fn spawn(&self) -> Result<Worker, PoolError> {
         let c = &self.cfg.cage;
-        let mut child = Command::new(&self.exe)
-            .arg("worker")
-            .arg("--memory-bytes")
-            .arg(c.memory_bytes.to_string())
-            .arg("--cpu-seconds")
-            .arg(c.cpu_seconds.to_string())
-            .arg("--max-file-bytes")
-            .arg(c.max_file_bytes.to_string())
-            // Nothing of the service's environment (keys given as values live there).
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| PoolError::Spawn(format!("{}: {e}", self.exe.display())))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let command = |as_worker_uid: bool| -> Result<(Command, UnixStream, bool), PoolError> {
+            let (ours, theirs) =
+                UnixStream::pair().map_err(|e| PoolError::Spawn(format!("socketpair: {e}")))?;
+            let mut cmd = Command::new(&self.exe);
+            cmd.arg("worker")
+                .arg("--memory-bytes")
+                .arg(c.memory_bytes.to_string())
+                .arg("--cpu-seconds")
+                .arg(c.cpu_seconds.to_string())
+                .arg("--max-file-bytes")
+                .arg(c.max_file_bytes.to_string())
+                .stdin(Stdio::from(OwnedFd::from(theirs)))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
+            let uid = as_worker_uid.then_some(self.cfg.worker_uid);
+            let switched = super::cage::worker_command(&mut cmd, uid);
+            Ok((cmd, ours, switched))
+        };
+        let use_uid = !self.same_uid.load(Ordering::Relaxed);
+        let (mut cmd, mut ours, switched) = command(use_uid)?;
+        let mut spawned = cmd.spawn();
+        if switched
+            && let Err(e) = &spawned
+            && e.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            // The binary lies where the worker uid cannot reach (a 0700 home or build dir):
+            // run workers as our own uid, still inside seccomp and Landlock, and say so once.
+            tracing::warn!(
+                exe = %self.exe.display(),
+                worker_uid = self.cfg.worker_uid,
+                "the worker uid cannot execute the binary; workers run as the service's uid \
+                 (move the binary somewhere world-executable to separate them)"
+            );
+            self.same_uid.store(true, Ordering::Relaxed);
+            (cmd, ours, _) = command(false)?;
+            spawned = cmd.spawn();
+        }
+        let mut child =
+            spawned.map_err(|e| PoolError::Spawn(format!("{}: {e}", self.exe.display())))?;
+        let Some(stdout) = child.stdout.take() else {
             let _ = child.kill();
-            return Err(PoolError::Spawn("worker pipes missing".into()));
+            return Err(PoolError::Spawn("worker pipe missing".into()));
         };
         Ok(Worker {
             child: Arc::new(Mutex::new(child)),
-            stdin,
+            requests: ours,
             stdout: BufReader::new(stdout),
             served: 0,
         })
     }
 
-    /// Analyze `input` (declared `kind`) in a worker; a cleaned copy may go to `output`.
+    /// Analyze `input` (declared `kind`) in a worker; a cleaned copy may be written to
+    /// `output` (from its start; the caller rewinds before reading it). The worker gets
+    /// duplicates of both descriptors and nothing else.
     pub async fn analyze(
         self: &Arc<Self>,
         kind: MediaKind,
-        input: &Path,
-        output: &Path,
+        input: &File,
+        output: &File,
     ) -> Result<Analysis, PoolError> {
+        let dup = |f: &File| {
+            f.try_clone()
+                .map_err(|e| PoolError::Spawn(format!("dup: {e}")))
+        };
+        let (input, output) = (dup(input)?, dup(output)?);
+        let len = input
+            .metadata()
+            .map_err(|e| PoolError::Spawn(format!("stat: {e}")))?
+            .len();
         let permit = tokio::time::timeout(self.cfg.queue_wait, self.slots.acquire())
             .await
             .map_err(|_| PoolError::Busy)?
             .map_err(|_| PoolError::Busy)?;
         let req = Request {
             kind,
-            input: input.to_path_buf(),
-            output: output.to_path_buf(),
+            len,
             limits: self.cfg.limits.clone(),
         };
         let pool = self.clone();
@@ -164,7 +218,7 @@ impl Pool {
         // here and enforced by killing the process, which ends the blocked read.
         let exchange = tokio::task::spawn_blocking(move || {
             let mut worker = worker;
-            let answer = exchange(&mut worker, &req);
+            let answer = exchange(&mut worker, &req, &input, &output);
             (worker, answer)
         });
         let outcome = tokio::time::timeout(self.cfg.deadline, exchange).await;
@@ -211,21 +265,49 @@ impl Drop for Pool {
     }
 }
 
-/// One request/response over the worker's pipes. `Err` means the worker is gone (crashed,
-/// killed by a limit or by the deadline).
-fn exchange(worker: &mut Worker, req: &Request) -> Result<Response, &'static str> {
+/// One request/response over the worker's socket and pipe. `Err` means the worker is gone
+/// (crashed, killed by a limit or by the deadline).
+fn exchange(
+    worker: &mut Worker,
+    req: &Request,
+    input: &File,
+    output: &File,
+) -> Result<Response, &'static str> {
     let mut line = serde_json::to_vec(req).map_err(|_| "request encoding")?;
     line.push(b'\n');
-    worker
-        .stdin
-        .write_all(&line)
-        .and_then(|()| worker.stdin.flush())
-        .map_err(|_| "worker exited")?;
+    send_with_fds(&worker.requests, &line, &[input, output]).map_err(|_| "worker exited")?;
     let mut answer = String::new();
     match worker.stdout.read_line(&mut answer) {
         Ok(0) | Err(_) => Err(worker_death(worker)),
         Ok(_) => serde_json::from_str(&answer).map_err(|_| "malformed worker answer"),
     }
+}
+
+/// Send `bytes` on `socket` with `files` attached to the first byte.
+fn send_with_fds(socket: &UnixStream, bytes: &[u8], files: &[&File]) -> std::io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let fds: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(std::io::Error::other("too many descriptors"));
+    }
+    let sent = loop {
+        match rustix::net::sendmsg(
+            socket,
+            &[IoSlice::new(bytes)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // The rest, if the socket took only part of it (the descriptors went with the first).
+    let mut rest = socket;
+    rest.write_all(&bytes[sent..])?;
+    rest.flush()
 }
 
 /// Why a worker's pipe closed, from its exit status (signal or code).

@@ -1,29 +1,33 @@
 //! The worker role of the binary (`interop-media worker`): the cage media decoders run in.
 //!
-//! At start-up, before it reads any media, the worker limits itself: address space
-//! (`RLIMIT_AS`, so a decompression bomb ends in an allocation failure, i.e. an abort of
-//! this process only), CPU seconds (`RLIMIT_CPU`, SIGXCPU), file size it may write, no core
-//! dumps (plaintext must not land on disk), no new processes; then a seccomp filter makes
-//! every network and exec system call fail. It then answers one JSON request per line on
-//! stdin with one JSON response per line on stdout, a decoder panic becoming an answer
-//! rather than an exit. Anything worse (abort, OOM, a signal) ends the process; the
-//! supervising `pool` sees the pipe close and fails only that request.
+//! At start-up, before it reads any media, the worker confines itself ([`super::cage`]):
+//! rlimits, Landlock with no filesystem access, and a seccomp allowlist. From then on it can
+//! read what it is handed and write its answer, and nothing else: it cannot open a path, so
+//! the input and output files arrive as open descriptors (`SCM_RIGHTS`) with each request on
+//! its stdin, a Unix socket. It answers one JSON request per line with one JSON response per
+//! line on stdout, a decoder panic becoming an answer rather than an exit. Anything worse
+//! (abort, OOM, a signal) ends the process; the supervising `pool` sees the pipe close and
+//! fails only that request.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
 
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use serde::{Deserialize, Serialize};
 
+pub use super::cage::{Cage, CageStatus, confine};
 use super::{Analysis, Limits, MediaError, analyze};
 use crate::media::MediaKind;
 
-/// One analysis job, as sent by the pool.
+/// One analysis job, as sent by the pool. The input (read-only) and the output (write-only)
+/// travel with it as two descriptors, in that order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
     pub kind: MediaKind,
-    pub input: PathBuf,
-    pub output: PathBuf,
+    /// Length of the input in bytes (the worker may not `stat`).
+    pub len: u64,
     pub limits: Limits,
 }
 
@@ -37,84 +41,64 @@ pub enum Response {
     Panicked,
 }
 
-/// The cage's bounds, passed on the worker's command line by the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cage {
-    pub memory_bytes: u64,
-    pub cpu_seconds: u64,
-    pub max_file_bytes: u64,
-}
+/// Longest request line accepted (requests are a few hundred bytes).
+const MAX_REQUEST: usize = 64 << 10;
 
-/// Lower this process's limits and install the seccomp filter. Failing to confine is fatal:
-/// a worker never decodes unconfined.
-pub fn confine(cage: &Cage) -> Result<(), String> {
-    use rlimit::Resource;
-    let set = |r: Resource, name: &str, soft: u64, hard: u64| {
-        rlimit::setrlimit(r, soft, hard).map_err(|e| format!("setrlimit {name}: {e}"))
-    };
-    set(Resource::AS, "AS", cage.memory_bytes, cage.memory_bytes)?;
-    // The soft limit sends SIGXCPU (fatal by default); the hard one a second later, SIGKILL.
-    set(Resource::CPU, "CPU", cage.cpu_seconds, cage.cpu_seconds + 1)?;
-    set(
-        Resource::FSIZE,
-        "FSIZE",
-        cage.max_file_bytes,
-        cage.max_file_bytes,
-    )?;
-    set(Resource::CORE, "CORE", 0, 0)?;
-    set(Resource::NOFILE, "NOFILE", 64, 64)?;
-    deny_network_and_exec()
-}
-
-/// System calls a media decoder has no business making. They fail with EPERM.
-const DENIED: &[i64] = &[
-    libc::SYS_socket,
-    libc::SYS_socketpair,
-    libc::SYS_connect,
-    libc::SYS_bind,
-    libc::SYS_listen,
-    libc::SYS_accept,
-    libc::SYS_accept4,
-    libc::SYS_sendto,
-    libc::SYS_sendmsg,
-    libc::SYS_recvfrom,
-    libc::SYS_recvmsg,
-    libc::SYS_execve,
-    libc::SYS_execveat,
-    libc::SYS_fork,
-    libc::SYS_vfork,
-    libc::SYS_ptrace,
-    libc::SYS_process_vm_readv,
-    libc::SYS_process_vm_writev,
-];
-
-fn deny_network_and_exec() -> Result<(), String> {
-    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
-    let arch = TargetArch::try_from(std::env::consts::ARCH)
-        .map_err(|e| format!("seccomp: unsupported architecture: {e}"))?;
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )
-    .map_err(|e| format!("seccomp filter: {e}"))?;
-    let program: BpfProgram = filter
-        .try_into()
-        .map_err(|e| format!("seccomp compile: {e:?}"))?;
-    // Also sets no_new_privs.
-    seccompiler::apply_filter(&program).map_err(|e| format!("seccomp apply: {e}"))
-}
-
-/// Answer one request.
-pub fn handle(req: &Request) -> Response {
-    let run = || analyze(req.kind, &req.input, &req.output, &req.limits);
-    match std::panic::catch_unwind(run) {
+/// Answer one request on the given input and output.
+pub fn handle(req: &Request, input: File, output: File) -> Response {
+    let run = move || analyze(req.kind, input, req.len, output, &req.limits);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(Ok(a)) => Response::Done(Box::new(a)),
         Ok(Err(e)) => Response::Refused(e),
         Err(_) => Response::Panicked,
+    }
+}
+
+/// One request line and the descriptors that came with it.
+type Received = (Vec<u8>, Vec<OwnedFd>);
+
+/// Reads request lines and the descriptors sent with them from the pool's socket.
+struct Requests {
+    buf: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Requests {
+    /// The next line and every descriptor received up to its end; `None` at end of input.
+    fn next(&mut self) -> Result<Option<Received>, String> {
+        loop {
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                return Ok(Some((line, std::mem::take(&mut self.fds))));
+            }
+            if self.buf.len() > MAX_REQUEST {
+                return Err("request line too long".into());
+            }
+            let mut chunk = [0u8; 4096];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let stdin = std::io::stdin();
+            let msg = rustix::net::recvmsg(
+                stdin.as_fd(),
+                &mut [IoSliceMut::new(&mut chunk)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            );
+            let msg = match msg {
+                Ok(m) => m,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(format!("reading a request: {e}")),
+            };
+            for m in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(fds) = m {
+                    self.fds.extend(fds);
+                }
+            }
+            if msg.bytes == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..msg.bytes]);
+        }
     }
 }
 
@@ -123,20 +107,25 @@ pub fn run(cage: Cage) -> Result<(), String> {
     confine(&cage)?;
     // Panics are answered, not printed: their messages may quote media bytes.
     std::panic::set_hook(Box::new(|_| {}));
-    let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match stdin.lock().read_line(&mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => return Err(format!("reading a request: {e}")),
-        }
-        let response = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handle(&req),
-            Err(_) => Response::Refused(MediaError::Undecodable("malformed request".into())),
+    let mut requests = Requests {
+        buf: Vec::new(),
+        fds: Vec::new(),
+    };
+    while let Some((line, fds)) = requests.next()? {
+        let mut fds = fds.into_iter();
+        let response = match (
+            serde_json::from_slice::<Request>(&line),
+            fds.next(),
+            fds.next(),
+        ) {
+            (Ok(req), Some(input), Some(output)) => {
+                handle(&req, File::from(input), File::from(output))
+            }
+            _ => Response::Refused(MediaError::Undecodable("malformed request".into())),
         };
+        // Any extra descriptor is closed here, before the next request.
+        drop(fds);
         let mut out =
             serde_json::to_vec(&response).map_err(|e| format!("encoding a response: {e}"))?;
         out.push(b'\n');
@@ -145,4 +134,5 @@ pub fn run(cage: Cage) -> Result<(), String> {
             .and_then(|()| stdout.flush())
             .map_err(|e| format!("writing a response: {e}"))?;
     }
+    Ok(())
 }
