@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod devkeys;
 pub mod error;
+pub mod expect;
 pub mod formats;
 pub mod ingest;
 pub mod media;
@@ -62,9 +63,10 @@ pub async fn run_with_store(
     run_with_backend(settings, backend, listener, shutdown, ready).await
 }
 
-/// [`run`] on an opened backend.
+/// [`run`] on an opened backend. Without `public_url` (dev mode, tests) minted links use the
+/// bound address: never the request's `Host`.
 pub async fn run_with_backend(
-    settings: Settings,
+    mut settings: Settings,
     backend: storage::Backend,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
@@ -76,6 +78,10 @@ pub async fn run_with_backend(
         }
         None => None,
     };
+    if settings.public_url.is_none() {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        settings.public_url = Some(format!("http://{addr}"));
+    }
     let state = Arc::new(AppState::new(settings, backend)?);
     app::serve(state, listener, metrics_listener, shutdown, ready)
         .await

@@ -301,3 +301,274 @@ fn sequential_requests_reuse_the_connection() {
     }
     assert_nothing_more(&mut r, "sequential");
 }
+
+// ---------------------------------------------------------------- defect 6: Expect
+
+const LIMITED_KEY: &str = "imk_limited-partner-with-token-scope-only";
+
+/// The dev service plus a partner `limited` holding only the `token` scope.
+fn service_with_limited_partner() -> Service {
+    ServiceBuilder::new()
+        .config_toml(format!(
+            "[partners.limited]\nkey_sha256 = \"{}\"\nscopes = [\"token\"]\n",
+            sha_hex(LIMITED_KEY.as_bytes())
+        ))
+        .spawn()
+}
+
+/// Send a request head with `Expect: 100-continue` and no body; read what comes back.
+fn expect_head(svc: &Service, head: &str) -> (Resp, usize, BufReader<TcpStream>) {
+    let (mut w, mut r) = connect(svc);
+    w.write_all(head.as_bytes()).unwrap();
+    let (resp, interim) = read_response(&mut r, "POST").expect("a final response without the body");
+    (resp, interim, r)
+}
+
+fn problem_code(resp: &Resp) -> String {
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/problem+json"),
+        "{resp:?}"
+    );
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    v["code"].as_str().unwrap_or_default().to_string()
+}
+
+fn upload_head(key: &str, kind: &str, len: u64, query: &str) -> String {
+    format!(
+        "POST /v1/media{query} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n\
+         X-Media-Kind: {kind}\r\nX-Media-Format: opaque\r\nX-Media-Sha256: {}\r\n\
+         Content-Length: {len}\r\nExpect: 100-continue\r\n\r\n",
+        "0".repeat(64)
+    )
+}
+
+/// The refusal is the final answer: no `100 Continue` before it, and the connection closes
+/// (the body the client held back is never wanted).
+fn assert_refused_before_continue(
+    (resp, interim, mut r): (Resp, usize, BufReader<TcpStream>),
+    status: u16,
+    code: &str,
+) {
+    assert_eq!(interim, 0, "a 100 Continue came before the {status}");
+    assert_eq!(resp.status, status, "{resp:?}");
+    assert_eq!(problem_code(&resp), code);
+    assert_eq!(resp.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "more after the refusal: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[test]
+fn expect_continue_refuses_bad_key_scope_and_size_first() {
+    let svc = service_with_limited_partner();
+    let key = svc.partner_key.clone();
+    // A wrong key: 401 before any body.
+    assert_refused_before_continue(
+        expect_head(&svc, &upload_head("imk_wrong", "document", 1000, "")),
+        401,
+        "unauthenticated",
+    );
+    // A key without the upload scope: 403.
+    assert_refused_before_continue(
+        expect_head(&svc, &upload_head(LIMITED_KEY, "document", 1000, "")),
+        403,
+        "forbidden",
+    );
+    // Without the seal scope, for a seal-for-me upload: 403.
+    assert_refused_before_continue(
+        expect_head(
+            &svc,
+            &upload_head(LIMITED_KEY, "image", 1000, "?seal=whatsapp"),
+        ),
+        403,
+        "forbidden",
+    );
+    // A declared length over the kind's limit (image: 5 MiB + 10 %): 413.
+    assert_refused_before_continue(
+        expect_head(&svc, &upload_head(&key, "image", 100_000_000, "")),
+        413,
+        "too-large",
+    );
+    // A token request body over the JSON limit: 413.
+    assert_refused_before_continue(
+        expect_head(
+            &svc,
+            &format!(
+                "POST /v1/media/{}/tokens HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n",
+                "0".repeat(32)
+            ),
+        ),
+        413,
+        "too-large",
+    );
+    // A resumable upload without a key: 401.
+    assert_refused_before_continue(
+        expect_head(
+            &svc,
+            "PATCH /v1/uploads/abc HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n\
+             Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
+             Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+        ),
+        401,
+        "unauthenticated",
+    );
+}
+
+#[test]
+fn expect_continue_accepted_upload_gets_100_then_201() {
+    let svc = ServiceBuilder::new().spawn();
+    let blob = blob();
+    let (mut w, mut r) = connect(&svc);
+    w.write_all(
+        format!(
+            "POST /v1/media HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\
+             X-Media-Kind: document\r\nX-Media-Format: opaque\r\nX-Media-Sha256: {}\r\n\
+             Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            svc.partner_key,
+            sha_hex(&blob),
+            blob.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let status = read_line(&mut r).unwrap();
+    assert_eq!(status, "HTTP/1.1 100 Continue");
+    assert_eq!(read_line(&mut r).unwrap(), "");
+    w.write_all(&blob).unwrap();
+    let (resp, _) = read_response(&mut r, "POST").unwrap();
+    assert_eq!(resp.status, 201, "{resp:?}");
+}
+
+// ---------------------------------------------------------------- defect 8: exposure
+
+fn b64(b: [u8; 32]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// A production-style configuration (no `--dev`), local files under `dir`.
+fn prod_config(dir: &std::path::Path, public_url: Option<&str>) -> String {
+    let mut c = format!(
+        "[server]\n{}\n[storage]\nurl = \"file://{}\"\n\
+         [keys]\nactive = \"k1\"\n[keys.master.k1]\nkey = \"{}\"\n\
+         [tokens]\nactive = \"t1\"\n[tokens.keys.t1]\nkey = \"{}\"\n\
+         [partners.gw]\nkey_sha256 = \"{}\"\nscopes = [\"upload\", \"token\"]\n",
+        public_url
+            .map(|u| format!("public_url = \"{u}\""))
+            .unwrap_or_default(),
+        dir.join("objects").display(),
+        b64([1; 32]),
+        b64([2; 32]),
+        sha_hex(b"imk_prod-gateway-key"),
+    );
+    c.push('\n');
+    c
+}
+
+#[test]
+fn metrics_are_not_on_the_public_listener_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = ServiceBuilder::new()
+        .dev(false)
+        .data_dir(dir.path())
+        .config_toml(prod_config(dir.path(), Some("https://media.example.net")))
+        .spawn();
+    let (mut w, mut r) = connect(&svc);
+    w.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (resp, _) = read_response(&mut r, "GET").unwrap();
+    assert_eq!(resp.status, 404, "{resp:?}");
+    assert_eq!(problem_code(&resp), "not-found");
+    // The rest of the service is there.
+    w.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r, "GET").unwrap().0.status, 200);
+}
+
+#[test]
+fn serve_without_public_url_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = match ServiceBuilder::new()
+        .dev(false)
+        .data_dir(dir.path())
+        .config_toml(prod_config(dir.path(), None))
+        .startup_timeout(Duration::from_secs(15))
+        .try_spawn()
+    {
+        Ok(_) => panic!("must not start without server.public_url"),
+        Err(e) => e,
+    };
+    assert!(format!("{err}").contains("server.public_url"), "{err}");
+    for bad in [
+        "javascript:alert(1)",
+        "ftp://media.example.net",
+        "https://u:p@h.example",
+        "https://h.example/?x=1",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let err = ServiceBuilder::new()
+            .dev(false)
+            .data_dir(dir.path())
+            .config_toml(prod_config(dir.path(), Some(bad)))
+            .startup_timeout(Duration::from_secs(15))
+            .try_spawn()
+            .err()
+            .unwrap_or_else(|| panic!("started with public_url = {bad}"));
+        assert!(
+            format!("{err}").contains("server.public_url"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn minted_urls_ignore_host_and_forwarded_headers() {
+    let svc = ServiceBuilder::new().spawn();
+    let blob = blob();
+    let id = block_on(async {
+        let r = http()
+            .post(svc.url("/v1/media"))
+            .bearer_auth(&svc.partner_key)
+            .header("X-Media-Kind", "document")
+            .header("X-Media-Format", "opaque")
+            .header("X-Media-Sha256", sha_hex(&blob))
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
+    });
+    let body = r#"{"audience":"edge-test"}"#;
+    for extra in [
+        "Host: evil.example\r\n",
+        "Host: t\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: javascript\r\n",
+        "Host: t\r\nForwarded: proto=javascript;host=evil.example\r\n",
+    ] {
+        let (mut w, mut r) = connect(&svc);
+        w.write_all(
+            format!(
+                "POST /v1/media/{id}/tokens HTTP/1.1\r\n{extra}Authorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                svc.partner_key,
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let (resp, _) = read_response(&mut r, "POST").unwrap();
+        assert_eq!(resp.status, 201, "{resp:?}");
+        let v: Value = serde_json::from_slice(&resp.body).unwrap();
+        let url = v["url"].as_str().unwrap();
+        assert!(
+            url.starts_with(&format!("{}/v1/download/", svc.base)),
+            "{extra:?} chose the origin: {url}"
+        );
+    }
+}

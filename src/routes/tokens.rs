@@ -1,6 +1,6 @@
 //! `POST /v1/media/{id}/tokens`: mint a download token for a partner's media.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
@@ -33,7 +33,6 @@ fn audience_is_valid(a: &str) -> bool {
 pub async fn mint(
     state: web::Data<AppState>,
     gw: Gateway,
-    req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<MintRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -67,13 +66,9 @@ pub async fn mint(
     };
     let token = tokens::mint(&s.token_keys, &claims)?;
     state.metrics.tokens_minted.inc();
-    let base = match &s.public_url {
-        Some(u) => u.clone(),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
-        }
-    };
+    // Configured and validated at start-up (`server.public_url`, or the bound address in dev
+    // mode), never the request's Host / X-Forwarded-*: a client must not choose the origin.
+    let base = s.public_url.as_deref().ok_or(ApiError::Internal)?;
     Ok(HttpResponse::Created().json(MintResponse {
         url: format!("{base}/v1/download/{token}"),
         token,
