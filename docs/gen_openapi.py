@@ -133,6 +133,9 @@ def problem(description, codes, headers=None, extra_content=None, detail=None):
     statuses = {STATUS[c] for c in codes}
     assert len(statuses) == 1, codes
     status = statuses.pop()
+    if status == 400 and "malformed-request" not in codes:
+        # Any operation's request head may be refused by the HTTP layer before its own checks.
+        codes = list(codes) + ["malformed-request"]
     schema = {
         "allOf": [
             ref("schemas", "Problem"),

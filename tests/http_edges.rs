@@ -572,3 +572,16 @@ fn minted_urls_ignore_host_and_forwarded_headers() {
         );
     }
 }
+
+/// A request head actix refuses itself (here a negative Content-Length) still gets a problem
+/// document (issue 13: "an actix-level 400 today has none").
+#[test]
+fn malformed_head_gets_a_problem_body() {
+    let svc = ServiceBuilder::new().spawn();
+    let (mut w, mut r) = connect(&svc);
+    w.write_all(b"POST /v1/media HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n")
+        .unwrap();
+    let (resp, _) = read_response(&mut r, "POST").unwrap();
+    assert_eq!(resp.status, 400);
+    assert_eq!(problem_code(&resp), "malformed-request");
+}

@@ -25,7 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" serve --dev --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/err" &
+# A body shorter than its declared length is cut after 5 s idle (408), before the client gives up.
+INTEROP_MEDIA_SERVER__BODY_IDLE_TIMEOUT_S=5 "$BIN" serve --dev --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/err" &
 SVC_PID=$!
 for _ in $(seq 1 300); do
     grep -q '^listening on ' "$WORK/out" 2>/dev/null && break

@@ -630,11 +630,12 @@ where
                     }
 
                     // handle error message
-                    Some(DispatcherMessage::Error(res)) => {
+                    Some(DispatcherMessage::Error(mut res)) => {
                         // send_response would update InnerDispatcher state to SendPayload or None
                         // (If response body is empty)
                         // continue loop to poll it
-                        self.as_mut().send_error_response(res, BoxBody::new(()))?;
+                        let body = interop_media_problem(&mut res);
+                        self.as_mut().send_error_response(res, body)?;
                     }
 
                     // return with upgrade request and poll it exclusively
@@ -1073,10 +1074,9 @@ where
 
                 trace!("timed out on slow request; replying with 408 and closing connection");
 
-                let _ = self.as_mut().send_error_response(
-                    Response::with_body(StatusCode::REQUEST_TIMEOUT, ()),
-                    BoxBody::new(()),
-                );
+                let mut res = Response::with_body(StatusCode::REQUEST_TIMEOUT, ());
+                let body = interop_media_problem(&mut res);
+                let _ = self.as_mut().send_error_response(res, body);
 
                 self.project().flags.insert(Flags::SHUTDOWN);
             }
@@ -1543,3 +1543,36 @@ mod dispatcher_tests;
 #[cfg(test)]
 #[path = "dispatcher_buffer_tests.rs"]
 mod buffer_tests;
+
+/// interop-media local patch (not for upstream): the refusals the dispatcher makes itself
+/// (malformed request head, 408 on a slow head) carry the service's RFC 9457 problem body, as
+/// every other error of the service does.
+fn interop_media_problem(res: &mut Response<()>) -> BoxBody {
+    let body: &'static str = match res.status() {
+        StatusCode::BAD_REQUEST => concat!(
+            r#"{"type":"https://interop-media.dev/problems/malformed-request","#,
+            r#""title":"Bad Request","status":400,"code":"malformed-request","#,
+            r#""detail":"the request head could not be parsed"}"#
+        ),
+        StatusCode::REQUEST_TIMEOUT => concat!(
+            r#"{"type":"https://interop-media.dev/problems/request-timeout","#,
+            r#""title":"Request Timeout","status":408,"code":"request-timeout","#,
+            r#""detail":"the request head did not arrive in time"}"#
+        ),
+        _ => return BoxBody::new(()),
+    };
+    let headers = res.headers_mut();
+    headers.insert(
+        crate::header::CONTENT_TYPE,
+        crate::header::HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(
+        crate::header::X_CONTENT_TYPE_OPTIONS,
+        crate::header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        crate::header::CACHE_CONTROL,
+        crate::header::HeaderValue::from_static("no-store"),
+    );
+    BoxBody::new(body)
+}
