@@ -42,6 +42,9 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Background cleanup (multipart aborts) that must outlive the request that started it.
     pub cleanup: Cleanup,
+    /// Base of minted download URLs: `server.public_url`, or (dev mode, tests) the bound
+    /// address. Never derived from a request's `Host` / `X-Forwarded-*`.
+    pub link_base: String,
 }
 
 /// Runs cleanup work on the main runtime, which outlives the HTTP workers, and lets shutdown
@@ -80,6 +83,7 @@ impl AppState {
             metrics,
             ids,
             draining: AtomicBool::new(false),
+            link_base: String::new(),
             cleanup: Cleanup {
                 handle: tokio::runtime::Handle::try_current()
                     .map_err(|_| "no tokio runtime".to_string())?,
@@ -325,15 +329,14 @@ pub async fn serve(
                             async move {
                                 // Handler and extractor errors arrive here as responses already.
                                 let mut res: ServiceResponse = fut.await?;
-                                // Every error carries a problem body with a stable code, including
+                                // Every 4xx carries a problem body with a stable code, including
                                 // refusals from actix itself (extractors, payload handling).
                                 let problem = res
                                     .headers()
                                     .get(actix_web::http::header::CONTENT_TYPE)
                                     .is_some_and(|v| v.as_bytes() == b"application/problem+json");
-                                if (res.status().is_client_error() || res.status().is_server_error())
-                                    && !problem
-                                {
+                                // (5xx keep their own bodies: /readyz answers 503 as plain text.)
+                                if res.status().is_client_error() && !problem {
                                     let body = ApiError::Refused(res.status()).error_response();
                                     res = res.into_response(body);
                                 }

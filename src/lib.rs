@@ -66,7 +66,7 @@ pub async fn run_with_store(
 /// [`run`] on an opened backend. Without `public_url` (dev mode, tests) minted links use the
 /// bound address: never the request's `Host`.
 pub async fn run_with_backend(
-    mut settings: Settings,
+    settings: Settings,
     backend: storage::Backend,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
@@ -78,11 +78,14 @@ pub async fn run_with_backend(
         }
         None => None,
     };
-    if settings.public_url.is_none() {
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        settings.public_url = Some(format!("http://{addr}"));
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut state = AppState::new(settings, backend)?;
+    if let Some(url) = &state.settings.public_url {
+        state.link_base = url.clone();
+    } else {
+        state.link_base = format!("http://{addr}");
     }
-    let state = Arc::new(AppState::new(settings, backend)?);
+    let state = Arc::new(state);
     app::serve(state, listener, metrics_listener, shutdown, ready)
         .await
         .map_err(|e| format!("server error: {e}"))

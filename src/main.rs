@@ -243,6 +243,9 @@ fn keygen() -> Result<(), String> {
     let partner = devkeys::new_partner_key()?;
     println!("# Fresh keys. Put the secrets in your secret store; only the hash goes in config.");
     println!(
+        "[server]\n# the base of minted download URLs: change to this service's public URL\npublic_url = \"https://media.example.net\"\n"
+    );
+    println!(
         "[keys]\nactive = \"k1\"\n[keys.master.k1]\nkey = \"{}\"\n",
         master.to_base64()
     );

@@ -68,7 +68,7 @@ pub async fn mint(
     state.metrics.tokens_minted.inc();
     // Configured and validated at start-up (`server.public_url`, or the bound address in dev
     // mode), never the request's Host / X-Forwarded-*: a client must not choose the origin.
-    let base = s.public_url.as_deref().ok_or(ApiError::Internal)?;
+    let base = state.link_base.as_str();
     Ok(HttpResponse::Created().json(MintResponse {
         url: format!("{base}/v1/download/{token}"),
         token,
