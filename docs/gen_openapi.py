@@ -55,6 +55,11 @@ CODES = [
     ("storage-unavailable", 503, "The object store failed or timed out; retry after `Retry-After` seconds."),
     ("shutting-down", 503, "This replica is draining after SIGTERM (uploads only, tus `POST` and `PATCH` included); retry (another replica) after `Retry-After` seconds."),
     ("internal", 500, "Unexpected failure (e.g. a stored object failed to decrypt). No detail is given."),
+    ("malformed-request", 400, "The request could not be parsed below the API's own checks (e.g. a malformed path, query or body that the framework refused)."),
+    ("request-timeout", 408, "The request head or body did not arrive in time."),
+    ("length-required", 411, "The request needs a `Content-Length`."),
+    ("uri-too-long", 414, "The request target is too long."),
+    ("headers-too-large", 431, "The request headers are too large."),
 ]
 STATUS = {c: s for c, s, _ in CODES}
 
@@ -62,7 +67,8 @@ REASON = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 410: "Gone",
     412: "Precondition Failed", 413: "Payload Too Large", 415: "Unsupported Media Type",
-    416: "Range Not Satisfiable", 422: "Unprocessable Entity",
+    411: "Length Required", 414: "URI Too Long", 416: "Range Not Satisfiable",
+    422: "Unprocessable Entity", 431: "Request Header Fields Too Large",
     460: "Checksum Mismatch",  # tus's own status; `title` is this, the status line has no reason
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
 }
@@ -131,6 +137,9 @@ def problem(description, codes, headers=None, extra_content=None, detail=None):
     statuses = {STATUS[c] for c in codes}
     assert len(statuses) == 1, codes
     status = statuses.pop()
+    if status == 400 and "malformed-request" not in codes:
+        # Any operation's request head may be refused by the HTTP layer before its own checks.
+        codes = list(codes) + ["malformed-request"]
     schema = {
         "allOf": [
             ref("schemas", "Problem"),
@@ -1035,7 +1044,17 @@ def router_responses():
     _, not_found = problem("Unknown path (any method).", ["not-found"])
     _, not_allowed = problem("The path exists but does not serve this method. `Allow` lists the "
                              "methods it serves.", ["method-not-allowed"], ["Allow"])
-    return {"NotFound": not_found, "MethodNotAllowed": not_allowed}
+    out = {"NotFound": not_found, "MethodNotAllowed": not_allowed}
+    # Refusals made below the handlers (routing, extractors, payload handling): any operation
+    # may answer them, always as a problem document.
+    for name, code in [("MalformedRequest", "malformed-request"),
+                       ("RequestTimeout", "request-timeout"),
+                       ("LengthRequired", "length-required"),
+                       ("UriTooLong", "uri-too-long"),
+                       ("HeadersTooLarge", "headers-too-large")]:
+        _, out[name] = problem("The framework refused the request before the API's own checks.",
+                               [code])
+    return out
 
 
 def build():
@@ -1323,11 +1342,11 @@ def build():
             "tags": ["ops"],
             "operationId": "metrics",
             "summary": "Prometheus metrics",
-            "description": "Prometheus text exposition format. Served on the main listener only "
-                           "when `server.metrics_listen` is empty (the default); when it is set, "
-                           "`/metrics` is served only on that listener (which serves nothing else) "
-                           "and the main listener answers 404 `not-found` for it. Restrict access "
-                           "by network policy.",
+            "description": "Prometheus text exposition format. Not public by default: served only "
+                           "on `server.metrics_listen` (a listener that serves nothing else; empty, "
+                           "the default, means no metrics listener), and the main listener answers "
+                           "404 `not-found` for it. Exception for development: `serve --dev` on a "
+                           "loopback address also serves it on the main listener.",
             "security": [],
             "responses": {"200": text_ok("Metrics.", "# HELP …\n", "text/plain; version=0.0.4")},
         }

@@ -5,11 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use actix_http::{HttpService, KeepAlive, Request, Response, body::BoxBody};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
+use actix_web::dev::AppConfig;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{App, HttpMessage, HttpServer, web};
+use actix_web::{App, HttpMessage, ResponseError, web};
 use object_store::ObjectStore;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -39,6 +42,9 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Background cleanup (multipart aborts) that must outlive the request that started it.
     pub cleanup: Cleanup,
+    /// Base of minted download URLs: `server.public_url`, or (dev mode, tests) the bound
+    /// address. Never derived from a request's `Host` / `X-Forwarded-*`.
+    pub link_base: String,
 }
 
 /// Runs cleanup work on the main runtime, which outlives the HTTP workers, and lets shutdown
@@ -77,6 +83,7 @@ impl AppState {
             metrics,
             ids,
             draining: AtomicBool::new(false),
+            link_base: String::new(),
             cleanup: Cleanup {
                 handle: tokio::runtime::Handle::try_current()
                     .map_err(|_| "no tokio runtime".to_string())?,
@@ -194,7 +201,7 @@ fn query_config() -> web::QueryConfig {
 }
 
 fn json_config() -> web::JsonConfig {
-    json_config_limit(4096)
+    json_config_limit(crate::expect::JSON_LIMIT)
 }
 
 fn json_config_limit(limit: usize) -> web::JsonConfig {
@@ -217,6 +224,40 @@ fn json_config_limit(limit: usize) -> web::JsonConfig {
 
 fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|_, _| ApiError::MediaNotFound.into())
+}
+
+/// The `Expect: 100-continue` hook: the request goes on (and gets its 100) only if
+/// [`crate::expect::check`] passes; otherwise its refusal is the final answer, with
+/// `Connection: close` since the body the client holds back will never be read.
+fn expect_continue(state: &AppState, req: Request) -> Result<Request, Response<BoxBody>> {
+    let head = req.head();
+    match crate::expect::check(
+        state,
+        &head.method,
+        head.uri.path(),
+        head.uri.query(),
+        &head.headers,
+    ) {
+        Ok(()) => Ok(req),
+        Err(e) => {
+            tracing::info!(
+                status = e.status_code().as_u16(),
+                code = e.code(),
+                "refused before 100-continue"
+            );
+            if head.method == Method::POST || head.method == Method::PATCH {
+                state
+                    .metrics
+                    .uploads_rejected
+                    .with_label_values(&[e.code()])
+                    .inc();
+            }
+            let mut res: Response<BoxBody> = e.error_response().into();
+            res.head_mut()
+                .set_connection_type(actix_http::ConnectionType::Close);
+            Err(res)
+        }
+    }
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -258,82 +299,122 @@ pub async fn serve(
         n => n,
     };
     let grace = state.settings.shutdown_grace;
-    let metrics_here = metrics_listener.is_none();
-    let server = HttpServer::new({
-        let data = data.clone();
-        move || {
-            App::new()
-                .app_data(data.clone())
-                .app_data(json_config())
-                .app_data(path_config())
-                .app_data(query_config())
-                .wrap_fn(|req, srv| {
-                    let started = Instant::now();
-                    let rid = request_id(&req);
-                    // The route template, never the raw path: download paths carry tokens.
-                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-                    let method = req.method().clone();
-                    let metrics = req
-                        .app_data::<web::Data<AppState>>()
-                        .map(|d| d.metrics.clone());
-                    req.extensions_mut().insert(RequestId(rid.clone()));
-                    let span =
-                        tracing::info_span!("request", id = %rid, method = %method, route = %route);
-                    let fut = srv.call(req);
-                    async move {
-                        let mut res: ServiceResponse = fut.await?;
-                        let status = res.status();
-                        let elapsed = started.elapsed();
-                        if let Some(m) = metrics {
-                            m.http_requests
-                                .with_label_values(&[
-                                    route.as_str(),
-                                    method.as_str(),
-                                    status.as_str(),
-                                ])
-                                .inc();
-                            m.http_duration
-                                .with_label_values(&[route.as_str(), method.as_str()])
-                                .observe(elapsed.as_secs_f64());
-                        }
-                        if let Ok(v) = HeaderValue::from_str(&rid) {
-                            res.headers_mut().insert(REQUEST_ID.clone(), v);
-                        }
-                        if status.is_server_error() {
-                            tracing::warn!(
-                                status = status.as_u16(),
-                                ms = elapsed.as_millis() as u64,
-                                "request failed"
-                            );
-                        } else {
-                            tracing::info!(
-                                status = status.as_u16(),
-                                ms = elapsed.as_millis() as u64,
-                                "request"
-                            );
-                        }
-                        Ok(res)
-                    }
-                    .instrument(span)
-                })
-                .configure(|cfg| routes(cfg, metrics_here))
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::NotFoundRoute)
-                }))
-        }
-    })
-    .workers(workers)
-    .disable_signals()
-    .shutdown_timeout(grace.as_secs())
-    .client_request_timeout(Duration::from_secs(5))
-    .listen(listener)?
-    .run();
+    let metrics_here = state.settings.metrics_on_main && metrics_listener.is_none();
+    // Assembled from actix-server and actix-http rather than actix-web's `HttpServer`, which
+    // has no hook for `Expect: 100-continue` (issue 13, defect 6). The settings below are the
+    // ones `HttpServer` applied.
+    let builder = actix_server::Server::build();
+    let graceful = builder.graceful_shutdown_signal();
+    let server = builder
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs())
+        .listen("interop-media", listener, {
+            let data = data.clone();
+            move || {
+                let data = data.clone();
+                let app = {
+                    App::new()
+                        .app_data(data.clone())
+                        .app_data(json_config())
+                        .app_data(path_config())
+                        .app_data(query_config())
+                        .wrap_fn(|req, srv| {
+                            let started = Instant::now();
+                            let rid = request_id(&req);
+                            // The route template, never the raw path: download paths carry tokens.
+                            let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                            let method = req.method().clone();
+                            let metrics = req
+                                .app_data::<web::Data<AppState>>()
+                                .map(|d| d.metrics.clone());
+                            req.extensions_mut().insert(RequestId(rid.clone()));
+                            let span =
+                                tracing::info_span!("request", id = %rid, method = %method, route = %route);
+                            let fut = srv.call(req);
+                            async move {
+                                // Handler and extractor errors arrive here as responses already.
+                                let mut res: ServiceResponse = fut.await?;
+                                // Every 4xx carries a problem body with a stable code, including
+                                // refusals from actix itself (extractors, payload handling).
+                                let problem = res
+                                    .headers()
+                                    .get(actix_web::http::header::CONTENT_TYPE)
+                                    .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+                                // (5xx keep their own bodies: /readyz answers 503 as plain text.)
+                                if res.status().is_client_error() && !problem {
+                                    let body = ApiError::Refused(res.status()).error_response();
+                                    res = res.into_response(body);
+                                }
+                                let status = res.status();
+                                let elapsed = started.elapsed();
+                                if let Some(m) = metrics {
+                                    m.http_requests
+                                        .with_label_values(&[
+                                            route.as_str(),
+                                            method.as_str(),
+                                            status.as_str(),
+                                        ])
+                                        .inc();
+                                    m.http_duration
+                                        .with_label_values(&[route.as_str(), method.as_str()])
+                                        .observe(elapsed.as_secs_f64());
+                                }
+                                if let Ok(v) = HeaderValue::from_str(&rid) {
+                                    res.headers_mut().insert(REQUEST_ID.clone(), v);
+                                }
+                                if status.is_server_error() {
+                                    tracing::warn!(
+                                        status = status.as_u16(),
+                                        ms = elapsed.as_millis() as u64,
+                                        "request failed"
+                                    );
+                                } else {
+                                    tracing::info!(
+                                        status = status.as_u16(),
+                                        ms = elapsed.as_millis() as u64,
+                                        "request"
+                                    );
+                                }
+                                Ok(res)
+                            }
+                            .instrument(span)
+                        })
+                        .configure(|cfg| routes(cfg, metrics_here))
+                        .default_service(web::to(|| async {
+                            Err::<actix_web::HttpResponse, _>(ApiError::NotFoundRoute)
+                        }))
+                };
+                let graceful = graceful.clone();
+                let expect_state = data.clone();
+                HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let signal = graceful.clone();
+                        async move { signal.notified().await }
+                    })
+                    .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+                    .client_request_timeout(Duration::from_secs(5))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .local_addr(addr)
+                    .expect(fn_service(move |req: Request| {
+                        let state = expect_state.clone();
+                        async move { expect_continue(&state, req) }
+                    }))
+                    .finish(map_config(
+                        app.into_factory()
+                            .map_err(|e: actix_web::Error| e.error_response()),
+                        |_| AppConfig::default(),
+                    ))
+                    .tcp()
+            }
+        })?
+        .run();
 
     let metrics_server = match metrics_listener {
         Some(l) => {
             let data = data.clone();
             Some(
-                HttpServer::new(move || {
+                actix_web::HttpServer::new(move || {
                     App::new()
                         .app_data(data.clone())
                         .route("/metrics", web::get().to(routes::health::metrics))

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -51,7 +52,9 @@ pub fn partner_id_is_valid(id: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Partner {
     pub id: String,
-    pub key_sha256: [u8; 32],
+    /// SHA-256 of each API key the partner may use: one, or two while a gateway rotates
+    /// (old and new both work until the old hash is removed from configuration).
+    pub key_hashes: Vec<[u8; 32]>,
     pub scopes: Vec<Scope>,
     pub max_token_ttl: u64,
 }
@@ -75,15 +78,17 @@ impl Partners {
         Partners(Arc::new(list))
     }
 
-    /// The partner whose key hashes to SHA-256(`presented`). Every configured hash is compared,
-    /// each in constant time, so timing reveals neither which partner matched nor how much of
-    /// a hash did.
+    /// The partner one of whose keys hashes to SHA-256(`presented`). Every configured hash of
+    /// every partner is compared, each in constant time, so timing reveals neither which
+    /// partner or which of its keys matched nor how much of a hash did.
     pub fn authenticate(&self, presented: &[u8]) -> Option<&Partner> {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let mut found = None;
         for p in self.0.iter() {
-            if bool::from(p.key_sha256.ct_eq(&digest)) {
-                found = Some(p);
+            for h in &p.key_hashes {
+                if bool::from(h.ct_eq(&digest)) {
+                    found = Some(p);
+                }
             }
         }
         found
@@ -102,12 +107,25 @@ impl Partners {
 #[derive(Debug, Clone)]
 pub struct Gateway(pub Partner);
 
-fn bearer(req: &HttpRequest) -> Option<&[u8]> {
-    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+/// The bearer credential of `Authorization`, if any.
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = value.split_at_checked(7)?;
     scheme
         .eq_ignore_ascii_case(b"bearer ")
         .then(|| rest.trim_ascii())
+}
+
+/// The partner a request head authenticates as. Used by the extractor and, before any body
+/// is read, by the `Expect: 100-continue` check (`crate::expect`).
+pub fn authenticate(partners: &Partners, headers: &HeaderMap) -> Result<Partner, ApiError> {
+    let key = bearer(headers)
+        .filter(|k| !k.is_empty())
+        .ok_or(ApiError::Unauthenticated)?;
+    partners
+        .authenticate(key)
+        .cloned()
+        .ok_or(ApiError::Unauthenticated)
 }
 
 impl FromRequest for Gateway {
@@ -115,21 +133,11 @@ impl FromRequest for Gateway {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = (|| {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or(ApiError::Internal)?;
-            let key = bearer(req)
-                .filter(|k| !k.is_empty())
-                .ok_or(ApiError::Unauthenticated)?;
-            state
-                .settings
-                .partners
-                .authenticate(key)
-                .cloned()
-                .map(Gateway)
-                .ok_or(ApiError::Unauthenticated)
-        })();
+        let result = req
+            .app_data::<web::Data<AppState>>()
+            .ok_or(ApiError::Internal)
+            .and_then(|state| authenticate(&state.settings.partners, req.headers()))
+            .map(Gateway);
         std::future::ready(result)
     }
 }
@@ -142,7 +150,7 @@ mod tests {
     fn authenticate_by_hash() {
         let p = |id: &str, key: &[u8]| Partner {
             id: id.into(),
-            key_sha256: Sha256::digest(key).into(),
+            key_hashes: vec![Sha256::digest(key).into()],
             scopes: vec![Scope::Upload],
             max_token_ttl: 60,
         };
@@ -150,6 +158,19 @@ mod tests {
         assert_eq!(ps.authenticate(b"key-b").map(|p| p.id.as_str()), Some("b"));
         assert!(ps.authenticate(b"key-c").is_none());
         assert!(ps.authenticate(b"").is_none());
+    }
+
+    #[test]
+    fn two_keys_per_partner() {
+        let ps = Partners::new(vec![Partner {
+            id: "gw".into(),
+            key_hashes: vec![Sha256::digest(b"old").into(), Sha256::digest(b"new").into()],
+            scopes: vec![Scope::Upload],
+            max_token_ttl: 60,
+        }]);
+        assert_eq!(ps.authenticate(b"old").map(|p| p.id.as_str()), Some("gw"));
+        assert_eq!(ps.authenticate(b"new").map(|p| p.id.as_str()), Some("gw"));
+        assert!(ps.authenticate(b"other").is_none());
     }
 
     #[test]

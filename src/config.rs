@@ -211,9 +211,27 @@ impl KindLimits {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerConfig {
-    pub key_sha256: String,
+    /// One hex SHA-256, or a list of two while the partner rotates its API key.
+    pub key_sha256: KeyHashes,
     pub scopes: Vec<String>,
     pub max_token_ttl_s: Option<u64>,
+}
+
+/// `key_sha256 = "hex"` or `key_sha256 = ["old hex", "new hex"]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum KeyHashes {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl KeyHashes {
+    fn list(&self) -> Vec<&str> {
+        match self {
+            KeyHashes::One(h) => vec![h.as_str()],
+            KeyHashes::Many(hs) => hs.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// A configuration problem, naming the key at fault.
@@ -287,7 +305,12 @@ impl Config {
 pub struct Settings {
     pub listen: String,
     pub metrics_listen: Option<String>,
+    /// Serve `/metrics` on the main listener too. Never from configuration: only `serve --dev`
+    /// on a loopback address sets it (metrics are not public by default).
+    pub metrics_on_main: bool,
     pub workers: usize,
+    /// Base of minted download URLs; validated http(s). Required by `serve` outside `--dev`,
+    /// never taken from a request's Host or X-Forwarded-* headers.
     pub public_url: Option<String>,
     pub drain_delay: Duration,
     pub shutdown_grace: Duration,
@@ -418,7 +441,38 @@ fn media_pool(m: &MediaConfig, seal: &KindLimits) -> Option<crate::pipeline::poo
     })
 }
 
+/// A base URL that minted links may start with: http(s), a host, nothing that could smuggle
+/// another origin or a script (no credentials, query or fragment).
+fn check_public_url(s: &str) -> Result<(), &'static str> {
+    let u = url::Url::parse(s).map_err(|_| "not a URL")?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err("must be an http:// or https:// URL");
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host");
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("must not carry credentials");
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err("must not have a query or fragment");
+    }
+    Ok(())
+}
+
 impl Settings {
+    /// What `serve` needs beyond [`Settings::resolve`] outside `--dev`: a configured public
+    /// URL, so minted links never depend on what a client put in `Host`.
+    pub fn check_serve(&self) -> Result<(), ConfigError> {
+        if self.public_url.is_none() {
+            return Err(ConfigError::new(
+                "server.public_url",
+                "required: the base URL of minted download links, e.g. https://media.example.net",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn resolve(c: &Config) -> Result<Settings, ConfigError> {
         let s = &c.server;
         if s.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -446,8 +500,9 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        if !s.public_url.is_empty() && url::Url::parse(&s.public_url).is_err() {
-            return Err(ConfigError::new("server.public_url", "not a URL"));
+        if !s.public_url.is_empty() {
+            check_public_url(&s.public_url)
+                .map_err(|m| ConfigError::new("server.public_url", m))?;
         }
         let st = &c.storage;
         crate::storage::check_url(&st.url).map_err(|m| ConfigError::new("storage.url", m))?;
@@ -525,10 +580,21 @@ impl Settings {
                     "partner ids are 1-32 characters of a-z 0-9 . _ -",
                 ));
             }
-            let mut hash = [0u8; 32];
-            hex::decode_to_slice(p.key_sha256.trim(), &mut hash).map_err(|_| {
-                ConfigError::new(format!("{at}.key_sha256"), "expected 64 hex digits")
-            })?;
+            let listed = p.key_sha256.list();
+            if !(1..=2).contains(&listed.len()) {
+                return Err(ConfigError::new(
+                    format!("{at}.key_sha256"),
+                    "one hash, or two while the partner rotates its key",
+                ));
+            }
+            let mut key_hashes = Vec::new();
+            for h in listed {
+                let mut hash = [0u8; 32];
+                hex::decode_to_slice(h.trim(), &mut hash).map_err(|_| {
+                    ConfigError::new(format!("{at}.key_sha256"), "expected 64 hex digits")
+                })?;
+                key_hashes.push(hash);
+            }
             let mut scopes = Vec::new();
             for sc in &p.scopes {
                 scopes.push(Scope::parse(sc).ok_or_else(|| {
@@ -546,7 +612,7 @@ impl Settings {
             }
             partners.push(Partner {
                 id: id.clone(),
-                key_sha256: hash,
+                key_hashes,
                 scopes,
                 max_token_ttl: p.max_token_ttl_s.unwrap_or(t.max_ttl_s),
             });
@@ -554,6 +620,7 @@ impl Settings {
         Ok(Settings {
             listen: s.listen.clone(),
             metrics_listen: (!s.metrics_listen.is_empty()).then(|| s.metrics_listen.clone()),
+            metrics_on_main: false,
             workers: s.workers,
             public_url: (!s.public_url.is_empty())
                 .then(|| s.public_url.trim_end_matches('/').to_string()),

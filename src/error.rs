@@ -81,6 +81,10 @@ pub enum ApiError {
     ShuttingDown,
     #[error("internal error")]
     Internal,
+    /// A refusal made below the handlers (actix's extractors, routing, payload handling)
+    /// that carried no problem body; the middleware in `app` gives it one.
+    #[error("the request was refused ({})", .0.as_u16())]
+    Refused(StatusCode),
 }
 
 /// Malformed request parts, each with its own code so clients can tell them apart.
@@ -163,6 +167,18 @@ impl ApiError {
             ApiError::StorageUnavailable => "storage-unavailable",
             ApiError::ShuttingDown => "shutting-down",
             ApiError::Internal => "internal",
+            ApiError::Refused(_) => match self.status_code().as_u16() {
+                404 => "not-found",
+                405 => "method-not-allowed",
+                408 => "request-timeout",
+                411 => "length-required",
+                413 => "too-large",
+                414 => "uri-too-long",
+                415 => "unsupported-content-type",
+                431 => "headers-too-large",
+                500 => "internal",
+                _ => "malformed-request",
+            },
         }
     }
 
@@ -231,6 +247,12 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            // One status per code: other client errors become 400, server errors 500.
+            ApiError::Refused(status) => match status.as_u16() {
+                404 | 405 | 408 | 411 | 413 | 414 | 415 | 431 => *status,
+                s if s >= 500 => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            },
         }
     }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod devkeys;
 pub mod error;
+pub mod expect;
 pub mod formats;
 pub mod ingest;
 pub mod media;
@@ -63,7 +64,8 @@ pub async fn run_with_store(
     run_with_backend(settings, backend, listener, shutdown, ready).await
 }
 
-/// [`run`] on an opened backend.
+/// [`run`] on an opened backend. Without `public_url` (dev mode, tests) minted links use the
+/// bound address: never the request's `Host`.
 pub async fn run_with_backend(
     settings: Settings,
     backend: storage::Backend,
@@ -77,7 +79,14 @@ pub async fn run_with_backend(
         }
         None => None,
     };
-    let state = Arc::new(AppState::new(settings, backend)?);
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut state = AppState::new(settings, backend)?;
+    if let Some(url) = &state.settings.public_url {
+        state.link_base = url.clone();
+    } else {
+        state.link_base = format!("http://{addr}");
+    }
+    let state = Arc::new(state);
     app::serve(state, listener, metrics_listener, shutdown, ready)
         .await
         .map_err(|e| format!("server error: {e}"))

@@ -298,6 +298,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = TcpListener::bind(&settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    if dev.is_some() {
+        // Dev convenience: /metrics next to the API, but only where nobody else can reach it.
+        let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        settings.metrics_on_main = settings.metrics_listen.is_none() && loopback;
+    } else {
+        settings
+            .check_serve()
+            .map_err(|e| format!("configuration error: {e}"))?;
+    }
     tracing::info!(storage = %settings.storage.url, partners = settings.partners.len(), "starting");
     interop_media::run(settings, listener, shutdown_signal(), |addr| {
         println!("listening on {addr}");
@@ -310,6 +319,9 @@ fn keygen() -> Result<(), String> {
     let token = SecretKey::generate().map_err(|e| e.to_string())?;
     let partner = devkeys::new_partner_key()?;
     println!("# Fresh keys. Put the secrets in your secret store; only the hash goes in config.");
+    println!(
+        "[server]\n# the base of minted download URLs: change to this service's public URL\npublic_url = \"https://media.example.net\"\n"
+    );
     println!(
         "[keys]\nactive = \"k1\"\n[keys.master.k1]\nkey = \"{}\"\n",
         master.to_base64()
@@ -551,7 +563,12 @@ fn main() -> ExitCode {
         Command::Keygen => keygen(),
         Command::Config {
             action: ConfigAction::Check { config },
-        } => load(&config, None).map(|_| println!("config ok")),
+        } => load(&config, None)
+            .and_then(|s| {
+                s.check_serve()
+                    .map_err(|e| format!("configuration error: {e}"))
+            })
+            .map(|()| println!("config ok")),
         Command::Sweep { dry_run, config } => runtime.block_on(run_sweep(config, dry_run)),
         other => {
             return match client_command(other, &runtime) {

@@ -2,7 +2,7 @@
 //! (`{"audience"}`) or many (`{"audiences": […]}`, a group's members' providers). Policy lives
 //! in [`crate::token_service`]; this handler parses and formats.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
@@ -42,7 +42,6 @@ pub struct FanoutResponse {
 pub async fn mint(
     state: web::Data<AppState>,
     gw: Gateway,
-    req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<MintBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -68,13 +67,9 @@ pub async fn mint(
     let ttl = service.precheck(&gw.0, &request)?;
     let head = super::media::owned(&state, &gw, &id).await?;
     let minted = service.mint_all(&gw.0, &id, &head, &request, ttl, now_unix())?;
-    let base = match &state.settings.public_url {
-        Some(u) => u.clone(),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
-        }
-    };
+    // Configured and validated at start-up (`server.public_url`, or the bound address in dev
+    // mode), never the request's Host / X-Forwarded-*: a client must not choose the origin.
+    let base = state.link_base.as_str();
     let url = |token: &str| format!("{base}/v1/download/{token}");
     match class {
         Class::Single => {
