@@ -122,13 +122,14 @@ impl FromRequest for Gateway {
             let key = bearer(req)
                 .filter(|k| !k.is_empty())
                 .ok_or(ApiError::Unauthenticated)?;
-            state
+            let partner = state
                 .settings
                 .partners
                 .authenticate(key)
                 .cloned()
-                .map(Gateway)
-                .ok_or(ApiError::Unauthenticated)
+                .ok_or(ApiError::Unauthenticated)?;
+            crate::access::note(req, |n| n.partner = Some(partner.id.clone()));
+            Ok(Gateway(partner))
         })();
         std::future::ready(result)
     }

@@ -41,6 +41,7 @@ pub async fn mint(
     if !audience_is_valid(&body.audience) {
         return Err(BadRequest::InvalidField("audience").into());
     }
+    crate::access::note(&req, |n| n.audience = Some(body.audience.clone()));
     let s = &state.settings;
     let ttl = match body.ttl_s {
         Some(0) => return Err(BadRequest::InvalidField("ttl_s").into()),
