@@ -31,7 +31,7 @@ fn keyed_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     keyed_env_with_partner(dir).0
 }
 
-/// [`keyed_env`] plus partner `ops` (all scopes but seal); also returns its API key.
+/// [`keyed_env`] plus partner `ops` (every scope); also returns its API key.
 fn keyed_env_with_partner(dir: &std::path::Path) -> (Vec<(&'static str, String)>, String) {
     let out = run(&["keygen"], &[]);
     let text = String::from_utf8(out.stdout).unwrap();
@@ -56,7 +56,7 @@ fn keyed_env_with_partner(dir: &std::path::Path) -> (Vec<(&'static str, String)>
         ("INTEROP_MEDIA_PARTNERS__OPS__KEY_SHA256", hash),
         (
             "INTEROP_MEDIA_PARTNERS__OPS__SCOPES",
-            "[upload,token,delete]".to_string(),
+            "[upload,token,delete,seal]".to_string(),
         ),
         ("INTEROP_MEDIA_KEYS__ACTIVE", "k1".into()),
         (
@@ -247,6 +247,36 @@ fn logs_carry_access_lines_and_audit_events_and_no_secrets() {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
+        // Seal-for-me: plaintext in, through a caged worker.
+        let mut png = Vec::new();
+        image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 90]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let r = c
+            .post(svc.url("/v1/media?seal=whatsapp"))
+            .bearer_auth(&key)
+            .header("X-Media-Kind", "image")
+            .body(png)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let m = c
+            .get(svc.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in [
+            "interop_media_media_queue_wait_seconds_count{outcome=\"acquired\"} 1",
+            "interop_media_media_workers_busy 0",
+            "interop_media_downloads_in_flight 0",
+            "interop_media_download_duration_seconds_count{outcome=\"complete\"} 1",
+        ] {
+            assert!(m.contains(line), "{line} missing:\n{m}");
+        }
         let r = c
             .delete(svc.url(&format!("/v1/media/{id}")))
             .bearer_auth(&key)
@@ -283,6 +313,16 @@ fn logs_carry_access_lines_and_audit_events_and_no_secrets() {
         .unwrap_or_else(|| panic!("no download access line:\n{log}"));
     assert_eq!(field(download, "media_id"), id.as_str());
     assert_eq!(field(download, "bytes_out"), body.len() as u64);
+    // The request size of a seal-for-me upload is its plaintext size: never logged.
+    let sealed = access
+        .iter()
+        .find(|e| {
+            field(e, "route") == "/v1/media"
+                && field(e, "status") == 201
+                && field(e, "media_id") != id.as_str()
+        })
+        .unwrap_or_else(|| panic!("no seal-for-me access line:\n{log}"));
+    assert!(field(sealed, "bytes_in").is_null(), "{sealed}");
     let bad_json = access
         .iter()
         .find(|e| field(e, "status") == 400)
