@@ -4,6 +4,7 @@
 #   bash docker/build-and-check.sh                 # the real multi-stage docker/Dockerfile
 #   bash docker/build-and-check.sh --host-binary   # faster: a host `cargo build --release`
 #                                                  # binary into the same runtime stage
+#                                                  # (BINARY=path: that binary instead)
 #
 # Needs (Debian): buildah, debootstrap; curl, python3, ImageMagick (`convert`) for the checks;
 # root. Slow (a release build; ~1-2 GB of layers): not part of `cargo test` or `.ci/run`.
@@ -67,6 +68,13 @@ if [ "$MODE" = multi-stage ]; then
         toolchain="$(rustc --print sysroot)"
         c=$(B from --pull-never docker.io/library/debian:bookworm-slim)
         B run --isolation chroot "$c" -- sh -c 'apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev make binutils ca-certificates && rm -rf /var/lib/apt/lists/*'
+        # A machine behind a TLS-inspecting egress proxy trusts its CA through
+        # /usr/local/share/ca-certificates: the build stage needs it for crates.io. (Only this
+        # local build image gets it; the runtime image installs Debian's ca-certificates.)
+        if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+            B copy "$c" /usr/local/share/ca-certificates/ /usr/local/share/ca-certificates/
+            B run --isolation chroot "$c" -- update-ca-certificates
+        fi
         B copy "$c" "$toolchain" /usr/local/rust
         B config --env PATH=/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
             --env CARGO_HOME=/usr/local/cargo "$c"
@@ -79,11 +87,15 @@ if [ "$MODE" = multi-stage ]; then
     mkdir -p "$WORK/cargo-registry"
     EXTRA=(--volume "$WORK/cargo-registry:/usr/local/cargo/registry")
 else
-    log "host release build"
-    cargo build --release --locked
+    # BINARY=path uses an already built binary (e.g. to check the script quickly).
+    if [ -z "${BINARY:-}" ]; then
+        log "host release build"
+        cargo build --release --locked
+        BINARY=target/release/interop-media
+    fi
     CONTEXT="$WORK/context"
     rm -rf "$CONTEXT" && mkdir -p "$CONTEXT"
-    install -m 0755 -s target/release/interop-media "$CONTEXT/interop-media"
+    install -m 0755 -s "$BINARY" "$CONTEXT/interop-media"
     # The same runtime stage, its build stage replaced by the host binary.
     { printf 'FROM scratch AS build\nCOPY interop-media /usr/local/bin/interop-media\n\n'
       sed -n '/^# ---- runtime/,$p' docker/Dockerfile; } > "$CONTEXT/Dockerfile"
@@ -92,17 +104,18 @@ else
 fi
 
 log "buildah bud --isolation chroot ($DOCKERFILE)"
-B bud --isolation chroot --pull-never --layers "${EXTRA[@]}" \
+# Docker format: the OCI image config has no HEALTHCHECK, and buildah drops it there.
+B bud --isolation chroot --format docker --pull-never --layers "${EXTRA[@]}" \
     --build-arg REVISION="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     -f "$DOCKERFILE" -t "$IMAGE" "$CONTEXT"
 B images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$IMAGE"
 
 log "check: configuration (user, healthcheck, labels, entrypoint)"
-cfg="$(B inspect --type image --format '{{json .Docker.Config}}' "$IMAGE")"
+cfg="$(B inspect --type image "$IMAGE")"
 python3 - "$cfg" <<'PY' || fail "image configuration"
 import json, sys
-c = json.loads(sys.argv[1])
+c = json.loads(sys.argv[1])["Docker"]["config"]
 user = c.get("User", "")
 assert user and user.split(":")[0] not in ("", "0", "root"), f"runs as {user!r}"
 hc = (c.get("Healthcheck") or {}).get("Test")
@@ -163,7 +176,8 @@ spid=$(pgrep -f "interop-media serve" | while read -r p; do
 uid=$(awk '/^Uid:/ {print $2}' "/proc/$spid/status")
 [ "$uid" = 10001 ] || fail "service runs as uid $uid"
 echo "service pid $spid runs as uid $uid"
-grep -q 'ignoring INTEROP_MEDIA_PORT' "$run_dir/stderr" && echo "service-link variable ignored with a warning"
+grep -q "variables.*INTEROP_MEDIA_PORT" "$run_dir/stderr" || fail "no warning naming the service-link variable"
+echo "service-link variable INTEROP_MEDIA_PORT ignored with a warning"
 
 log "check: HEALTHCHECK command (liveness) passes"
 B run --isolation chroot --env INTEROP_MEDIA_SERVER__LISTEN=127.0.0.1:$port "$ctr" -- interop-media healthcheck \
@@ -182,7 +196,9 @@ wpid=$(pgrep -f "interop-media worker" | head -n1)
 seccomp=$(awk '/^Seccomp:/ {print $2}' "/proc/$wpid/status")
 wuid=$(awk '/^Uid:/ {print $2}' "/proc/$wpid/status")
 [ "$seccomp" = 2 ] || fail "worker seccomp mode $seccomp (2 = filter)"
-echo "worker pid $wpid: uid $wuid, Seccomp $seccomp (filter), $(grep -c . /proc/$wpid/limits) rlimits; upload 201"
+echo "worker pid $wpid: uid $wuid, Seccomp $seccomp (filter); upload 201"
+curl -sf "http://127.0.0.1:$mport/metrics" | grep -q '^interop_media_media_queue_wait_seconds_count{outcome="acquired"} 1' \
+    || fail "seal pipeline metrics"
 
 log "check: upload -> token -> download round trip"
 head -c 300000 /dev/urandom > "$run_dir/blob"
