@@ -45,6 +45,8 @@ pub struct AppState {
     /// Base of minted download URLs: `server.public_url`, or (dev mode, tests) the bound
     /// address. Never derived from a request's `Host` / `X-Forwarded-*`.
     pub link_base: String,
+    /// `/readyz`'s cached store probe.
+    pub readiness: routes::health::Readiness,
 }
 
 /// Runs cleanup work on the main runtime, which outlives the HTTP workers, and lets shutdown
@@ -70,9 +72,12 @@ impl AppState {
         let parts = PartStore::new(store.clone(), backend.multipart, metrics.clone());
         seal::purge_stale(settings.media_tmp_dir.as_deref());
         let pool = match &settings.media {
-            Some(cfg) => Some(Arc::new(
-                Pool::start_self(cfg.clone()).map_err(|e| format!("media workers: {e}"))?,
-            )),
+            Some(cfg) => {
+                let pool =
+                    Pool::start_self(cfg.clone()).map_err(|e| format!("media workers: {e}"))?;
+                pool.observe_with(metrics.clone());
+                Some(Arc::new(pool))
+            }
             None => None,
         };
         Ok(AppState {
@@ -84,6 +89,7 @@ impl AppState {
             ids,
             draining: AtomicBool::new(false),
             link_base: String::new(),
+            readiness: Default::default(),
             cleanup: Cleanup {
                 handle: tokio::runtime::Handle::try_current()
                     .map_err(|_| "no tokio runtime".to_string())?,
@@ -324,17 +330,20 @@ pub async fn serve(
                             let rid = request_id(&req);
                             // The route template, never the raw path: download paths carry tokens.
                             let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-                            let method = req.method().clone();
+                            let arrival = crate::access::Arrival::new(&req, route);
                             let metrics = req
                                 .app_data::<web::Data<AppState>>()
                                 .map(|d| d.metrics.clone());
+                            let in_flight = metrics
+                                .as_ref()
+                                .map(|m| crate::metrics::GaugeGuard::new(&m.http_in_flight));
                             req.extensions_mut().insert(RequestId(rid.clone()));
-                            let span =
-                                tracing::info_span!("request", id = %rid, method = %method, route = %route);
+                            let span = tracing::info_span!("request", id = %rid);
                             let fut = srv.call(req);
                             async move {
                                 // Handler and extractor errors arrive here as responses already.
                                 let mut res: ServiceResponse = fut.await?;
+                                drop(in_flight);
                                 // Every 4xx carries a problem body with a stable code, including
                                 // refusals from actix itself (extractors, payload handling).
                                 let problem = res
@@ -348,34 +357,20 @@ pub async fn serve(
                                 }
                                 let status = res.status();
                                 let elapsed = started.elapsed();
-                                if let Some(m) = metrics {
+                                let (route, method) =
+                                    (arrival.route.as_str(), arrival.method.as_str());
+                                if let Some(m) = &metrics {
                                     m.http_requests
-                                        .with_label_values(&[
-                                            route.as_str(),
-                                            method.as_str(),
-                                            status.as_str(),
-                                        ])
+                                        .with_label_values(&[route, method, status.as_str()])
                                         .inc();
                                     m.http_duration
-                                        .with_label_values(&[route.as_str(), method.as_str()])
+                                        .with_label_values(&[route, method])
                                         .observe(elapsed.as_secs_f64());
                                 }
                                 if let Ok(v) = HeaderValue::from_str(&rid) {
                                     res.headers_mut().insert(REQUEST_ID.clone(), v);
                                 }
-                                if status.is_server_error() {
-                                    tracing::warn!(
-                                        status = status.as_u16(),
-                                        ms = elapsed.as_millis() as u64,
-                                        "request failed"
-                                    );
-                                } else {
-                                    tracing::info!(
-                                        status = status.as_u16(),
-                                        ms = elapsed.as_millis() as u64,
-                                        "request"
-                                    );
-                                }
+                                crate::access::finish(&res, &arrival, elapsed, metrics.as_ref());
                                 Ok(res)
                             }
                             .instrument(span)

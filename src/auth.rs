@@ -137,6 +137,9 @@ impl FromRequest for Gateway {
             .app_data::<web::Data<AppState>>()
             .ok_or(ApiError::Internal)
             .and_then(|state| authenticate(&state.settings.partners, req.headers()))
+            .inspect(|partner| {
+                crate::access::note(req, |n| n.partner = Some(partner.id.clone()));
+            })
             .map(Gateway);
         std::future::ready(result)
     }

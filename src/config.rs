@@ -79,6 +79,12 @@ pub struct StorageConfig {
     pub part_size_mib: u64,
     pub upload_concurrency: usize,
     pub orphan_age_s: u64,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_s: u64,
+    pub max_retries: usize,
+    pub retry_timeout_s: u64,
+    pub probe_timeout_ms: u64,
+    pub probe_cache_ms: u64,
     pub s3: S3Config,
 }
 
@@ -262,6 +268,45 @@ impl From<figment::Error> for ConfigError {
     }
 }
 
+/// The top-level sections of [`Config`]: only environment variables naming one of these
+/// (`INTEROP_MEDIA_<SECTION>__…`) are configuration.
+pub const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "keys",
+    "tokens",
+    "retention",
+    "uploads",
+    "media",
+    "limits",
+    "partners",
+];
+
+/// Whether an `INTEROP_MEDIA_*` variable (prefix stripped, any case) is configuration.
+/// Kubernetes injects service-link variables for a Service named `interop-media`
+/// (`INTEROP_MEDIA_PORT=tcp://…`, `INTEROP_MEDIA_SERVICE_HOST`, `…_PORT_8080_TCP_ADDR`); they
+/// name no section, so they are ignored instead of failing the strict loader. A misspelled key
+/// *inside* a known section still fails, naming the key.
+fn is_config_var(rest: &str) -> bool {
+    let lower = rest.to_ascii_lowercase();
+    let section = lower.split("__").next().unwrap_or("");
+    lower.contains("__") && SECTIONS.contains(&section) || SECTIONS.contains(&lower.as_str())
+}
+
+/// `INTEROP_MEDIA_*` variables of this process that are not configuration and are ignored
+/// (besides `INTEROP_MEDIA_CONFIG`, the config file's path), sorted, for one warning.
+pub fn ignored_env_vars() -> Vec<String> {
+    let mut v: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.strip_prefix(ENV_PREFIX)
+                .is_some_and(|rest| rest != "CONFIG" && !is_config_var(rest))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Where the layers come from.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
@@ -292,8 +337,8 @@ impl Config {
         if sources.env {
             fig = fig.merge(
                 Env::prefixed(ENV_PREFIX)
-                    .split("__")
-                    .filter(|k| k.as_str() != "config"),
+                    .filter(|k| is_config_var(k.as_str()))
+                    .split("__"),
             );
         }
         Ok(fig.extract()?)
@@ -347,6 +392,14 @@ pub struct StorageSettings {
     pub upload_concurrency: usize,
     /// Staging data (and S3 multipart uploads) older than this is an orphan for `sweep`.
     pub orphan_age: Duration,
+    /// S3 client: TCP connect timeout, whole-request timeout, retry budget (count and time).
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_retries: usize,
+    pub retry_timeout: Duration,
+    /// `/readyz`: how long it waits for the store, and how long a probe result is reused.
+    pub probe_timeout: Duration,
+    pub probe_cache: Duration,
     pub s3: S3Settings,
 }
 
@@ -518,6 +571,18 @@ impl Settings {
                 "must be between 1 and 16",
             ));
         }
+        if st.connect_timeout_ms == 0 || st.request_timeout_s == 0 || st.retry_timeout_s == 0 {
+            return Err(ConfigError::new(
+                "storage",
+                "connect_timeout_ms, request_timeout_s and retry_timeout_s must be at least 1",
+            ));
+        }
+        if !(50..=30_000).contains(&st.probe_timeout_ms) {
+            return Err(ConfigError::new(
+                "storage.probe_timeout_ms",
+                "must be between 50 and 30000",
+            ));
+        }
         let s3 = &st.s3;
         let secret_access_key = secret(
             "storage.s3.secret_access_key",
@@ -634,6 +699,12 @@ impl Settings {
                 part_size: (st.part_size_mib as usize) << 20,
                 upload_concurrency: st.upload_concurrency,
                 orphan_age: Duration::from_secs(st.orphan_age_s),
+                connect_timeout: Duration::from_millis(st.connect_timeout_ms),
+                request_timeout: Duration::from_secs(st.request_timeout_s),
+                max_retries: st.max_retries,
+                retry_timeout: Duration::from_secs(st.retry_timeout_s),
+                probe_timeout: Duration::from_millis(st.probe_timeout_ms),
+                probe_cache: Duration::from_millis(st.probe_cache_ms),
                 s3: S3Settings {
                     endpoint: (!s3.endpoint.is_empty()).then(|| s3.endpoint.clone()),
                     region: s3.region.clone(),

@@ -268,6 +268,9 @@ impl ResponseError for ApiError {
             detail,
         };
         let mut resp = HttpResponse::build(status);
+        // For the access log and audit trail, which see only the response.
+        resp.extensions_mut()
+            .insert(crate::access::ErrorCode(self.code()));
         resp.insert_header((header::CONTENT_TYPE, "application/problem+json"))
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
             .insert_header((header::CACHE_CONTROL, "no-store"));

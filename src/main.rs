@@ -204,7 +204,17 @@ enum Command {
         #[arg(long)]
         max_file_bytes: u64,
     },
-    /// Delete expired media from the store.
+    /// Probe a running service (for container HEALTHCHECKs: the image needs no shell or
+    /// curl). Exit 0 when the URL answers 2xx within the timeout, else 1.
+    Healthcheck {
+        /// Default: liveness on this host, at the port of INTEROP_MEDIA_SERVER__LISTEN (8080).
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        timeout_s: u64,
+    },
+    /// Delete expired media from the store. Exits 1 if any object could not be handled
+    /// (the report's `errors`), so a failing scheduled job shows as failed.
     Sweep {
         /// Only count what would be deleted.
         #[arg(long)]
@@ -234,16 +244,63 @@ fn load(config: &ConfigArgs, dev_layer: Option<String>) -> Result<Settings, Stri
 }
 
 fn init_logging(json: bool, level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, never into files, pipes or collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    warn_ignored_env(|names| {
+        tracing::warn!(
+            variables = %names,
+            "ignoring INTEROP_MEDIA_* variables that name no configuration section (e.g. Kubernetes service links)"
+        );
+    });
+}
+
+/// Say once which `INTEROP_MEDIA_*` variables were not taken as configuration.
+fn warn_ignored_env(warn: impl FnOnce(&str)) {
+    let ignored = interop_media::config::ignored_env_vars();
+    if !ignored.is_empty() {
+        warn(&ignored.join(", "));
+    }
+}
+
+/// The URL `healthcheck` probes when none is given: liveness, on loopback, at the port the
+/// service listens on.
+fn default_health_url() -> String {
+    let listen = std::env::var("INTEROP_MEDIA_SERVER__LISTEN").unwrap_or_default();
+    let port = listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(8080);
+    format!("http://127.0.0.1:{port}/healthz")
+}
+
+async fn healthcheck(url: Option<String>, timeout_s: u64) -> Result<(), String> {
+    let url = url.unwrap_or_else(default_health_url);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout_s.max(1)))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let res = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if res.status().is_success() {
+        println!("{url}: {}", res.status());
+        Ok(())
+    } else {
+        Err(format!("{url}: {}", res.status()))
+    }
 }
 
 async fn shutdown_signal() {
@@ -339,7 +396,8 @@ fn keygen() -> Result<(), String> {
     Ok(())
 }
 
-async fn run_sweep(config: ConfigArgs, dry_run: bool) -> Result<(), String> {
+/// Run a sweep; `Ok(errors)` is how many objects it could not handle.
+async fn run_sweep(config: ConfigArgs, dry_run: bool) -> Result<u64, String> {
     let settings = load(&config, None)?;
     init_logging(settings.log_json, &settings.log_level);
     let backend = storage::open_backend(&settings.storage)?;
@@ -363,7 +421,7 @@ async fn run_sweep(config: ConfigArgs, dry_run: bool) -> Result<(), String> {
         "{}",
         serde_json::to_string(&report).map_err(|e| e.to_string())?
     );
-    Ok(())
+    Ok(report.errors)
 }
 
 fn parse_format_kind(
@@ -563,13 +621,36 @@ fn main() -> ExitCode {
         Command::Keygen => keygen(),
         Command::Config {
             action: ConfigAction::Check { config },
-        } => load(&config, None)
-            .and_then(|s| {
-                s.check_serve()
-                    .map_err(|e| format!("configuration error: {e}"))
-            })
-            .map(|()| println!("config ok")),
-        Command::Sweep { dry_run, config } => runtime.block_on(run_sweep(config, dry_run)),
+        } => {
+            warn_ignored_env(|names| {
+                eprintln!(
+                    "warning: ignoring {names}: no configuration section (e.g. Kubernetes service links)"
+                )
+            });
+            load(&config, None)
+                .and_then(|s| {
+                    s.check_serve()
+                        .map_err(|e| format!("configuration error: {e}"))
+                })
+                .map(|()| println!("config ok"))
+        }
+        Command::Healthcheck { url, timeout_s } => {
+            return match runtime.block_on(healthcheck(url, timeout_s)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Sweep { dry_run, config } => match runtime.block_on(run_sweep(config, dry_run)) {
+            Ok(0) => Ok(()),
+            Ok(errors) => {
+                eprintln!("error: sweep: {errors} object(s) could not be handled (see the log)");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => Err(e),
+        },
         other => {
             return match client_command(other, &runtime) {
                 Ok(()) => ExitCode::SUCCESS,

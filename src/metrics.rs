@@ -16,13 +16,23 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
 };
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
-/// All metrics of one service instance.
+/// All metrics of one service instance; clones share them (one `Arc`).
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<MetricsInner>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricsInner;
+    fn deref(&self) -> &MetricsInner {
+        &self.0
+    }
+}
+
+/// The metrics themselves (see [`Metrics`]).
+pub struct MetricsInner {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
@@ -38,6 +48,24 @@ pub struct Metrics {
     pub uploads_aborted: IntCounter,
     /// Stored chunks that failed authentication while being served (corruption, tampering).
     pub decrypt_failures: IntCounter,
+    /// Requests between arrival and response headers.
+    pub http_in_flight: IntGauge,
+    /// Download bodies being sent.
+    pub downloads_in_flight: IntGauge,
+    /// A download from arrival until its body ended (`complete`) or was dropped (`aborted`).
+    pub download_duration: HistogramVec,
+    /// 1 when the last readiness probe passed.
+    pub ready: IntGauge,
+    /// Seal-for-me pipeline: workers analysing now, time waited for one, workers lost.
+    pub media_workers_busy: IntGauge,
+    pub media_queue_wait: HistogramVec,
+    pub media_worker_failures: IntCounterVec,
+    /// Resumable uploads: created, finished, and PATCHes refused because another held the lease.
+    pub tus_created: IntCounter,
+    pub tus_finished: IntCounter,
+    pub tus_lease_conflicts: IntCounter,
+    /// Stock `process_*` metrics, kept out of the prefixed registry so standard dashboards match.
+    process: Registry,
 }
 
 impl fmt::Debug for Metrics {
@@ -69,7 +97,7 @@ impl Metrics {
                 registry.register(Box::new(h.clone()))?;
                 Ok(h)
             };
-        let m = Metrics {
+        let m = MetricsInner {
             http_requests: counter_vec(
                 "http_requests_total",
                 "HTTP requests by route template, method and status.",
@@ -121,34 +149,154 @@ impl Metrics {
                 "uploads_aborted_total",
                 "Unfinished uploads whose storage writes were aborted.",
             )?,
+            http_in_flight: IntGauge::new(
+                "http_requests_in_flight",
+                "Requests received and not yet answered.",
+            )?,
+            downloads_in_flight: IntGauge::new(
+                "downloads_in_flight",
+                "Download bodies being sent.",
+            )?,
+            download_duration: histogram_vec(
+                "download_duration_seconds",
+                "Whole downloads, from the request until the body ended or the client left.",
+                &["outcome"],
+            )?,
+            ready: IntGauge::new("ready", "1 when the last readiness probe passed, else 0.")?,
+            media_workers_busy: IntGauge::new(
+                "media_workers_busy",
+                "Seal-for-me workers analysing a file now.",
+            )?,
+            media_queue_wait: histogram_vec(
+                "media_queue_wait_seconds",
+                "Time a seal-for-me request waited for a free worker, by outcome.",
+                &["outcome"],
+            )?,
+            media_worker_failures: counter_vec(
+                "media_worker_failures_total",
+                "Seal-for-me workers lost, by reason (deadline, limit, crash, panic).",
+                &["reason"],
+            )?,
+            tus_created: IntCounter::new(
+                "tus_uploads_created_total",
+                "Resumable uploads created.",
+            )?,
+            tus_finished: IntCounter::new(
+                "tus_uploads_finished_total",
+                "Resumable uploads completed into stored media.",
+            )?,
+            tus_lease_conflicts: IntCounter::new(
+                "tus_lease_conflicts_total",
+                "PATCH requests refused because another request held the upload's lease.",
+            )?,
             decrypt_failures: IntCounter::new(
                 "stored_decrypt_failures_total",
                 "Stored chunks that failed authentication while being served.",
             )?,
+            process: Registry::new(),
             registry,
         };
-        m.registry.register(Box::new(m.tokens_minted.clone()))?;
-        m.registry.register(Box::new(m.uploads_in_flight.clone()))?;
-        m.registry.register(Box::new(m.uploads_aborted.clone()))?;
-        m.registry.register(Box::new(m.decrypt_failures.clone()))?;
+        for c in [
+            &m.tokens_minted,
+            &m.uploads_aborted,
+            &m.tus_created,
+            &m.tus_finished,
+            &m.tus_lease_conflicts,
+            &m.decrypt_failures,
+        ] {
+            m.registry.register(Box::new(c.clone()))?;
+        }
+        for g in [
+            &m.uploads_in_flight,
+            &m.http_in_flight,
+            &m.downloads_in_flight,
+            &m.ready,
+            &m.media_workers_busy,
+        ] {
+            m.registry.register(Box::new(g.clone()))?;
+        }
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "Always 1; the labels say which build is running.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m.registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
-        m.registry.register(Box::new(
+        m.process.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        Ok(m)
+        Ok(Metrics(Arc::new(m)))
+    }
+
+    /// Start timing a download body; the returned guard records it when dropped.
+    pub fn download_started(&self, started: Instant) -> DownloadTimer {
+        self.downloads_in_flight.inc();
+        DownloadTimer {
+            metrics: self.clone(),
+            started,
+            complete: false,
+        }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail on I/O; a failure would mean a malformed metric family.
-        if TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .is_err()
-        {
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        if TextEncoder::new().encode(&families, &mut buf).is_err() {
             buf.clear();
         }
         buf
+    }
+}
+
+/// Holds a gauge up by one while alive.
+#[derive(Debug)]
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    pub fn new(g: &IntGauge) -> GaugeGuard {
+        g.inc();
+        GaugeGuard(g.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Times one download body: in flight until dropped, then observed as `complete` if the
+/// stream reached its end, else `aborted` (client gone, store failure).
+#[derive(Debug)]
+pub struct DownloadTimer {
+    metrics: Metrics,
+    started: Instant,
+    complete: bool,
+}
+
+impl DownloadTimer {
+    /// The body stream yielded its last piece.
+    pub fn finished(&mut self) {
+        self.complete = true;
+    }
+}
+
+impl Drop for DownloadTimer {
+    fn drop(&mut self) {
+        self.metrics.downloads_in_flight.dec();
+        let outcome = if self.complete { "complete" } else { "aborted" };
+        self.metrics
+            .download_duration
+            .with_label_values(&[outcome])
+            .observe(self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -247,10 +395,14 @@ impl ObjectStore for InstrumentedStore {
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
         let m = self.metrics.clone();
+        // Each delete is timed from when the previous one answered (the first from here):
+        // the stream is created when the caller starts deleting.
+        let mut since = Instant::now();
         self.inner
             .delete_stream(locations)
             .map(move |r| {
-                observe(&m, "delete", Instant::now(), r.as_ref().err());
+                observe(&m, "delete", since, r.as_ref().err());
+                since = Instant::now();
                 r
             })
             .boxed()
@@ -331,5 +483,80 @@ impl MultipartUpload for InstrumentedUpload {
         let r = self.inner.abort().await;
         observe(&self.metrics, "multipart_abort", t, r.as_ref().err());
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    use std::time::Duration;
+
+    fn sample_sum(m: &Metrics, name: &str, label: &str) -> f64 {
+        let h = match name {
+            "store" => m.store_duration.with_label_values(&[label]),
+            _ => m.download_duration.with_label_values(&[label]),
+        };
+        h.get_sample_sum()
+    }
+
+    /// The delete timer used to start when the delete had already answered (≈ 0 s).
+    #[tokio::test]
+    async fn delete_latency_is_timed_from_the_start() {
+        let m = Metrics::new().unwrap();
+        let slow = ThrottledStore::new(
+            InMemory::new(),
+            ThrottleConfig {
+                wait_delete_per_call: Duration::from_millis(60),
+                ..Default::default()
+            },
+        );
+        let store = InstrumentedStore::new(Arc::new(slow), m.clone());
+        let p = Path::from("a");
+        store.put(&p, PutPayload::from_static(b"x")).await.unwrap();
+        store.delete(&p).await.unwrap();
+        let sum = sample_sum(&m, "store", "delete");
+        assert!(sum >= 0.05, "delete observed {sum} s for a 60 ms delete");
+    }
+
+    #[test]
+    fn exposition_has_stock_process_names_and_build_info() {
+        let m = Metrics::new().unwrap();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(!text.contains("interop_media_process_"), "{text}");
+        #[cfg(target_os = "linux")]
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("process_resident_memory_bytes ")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "interop_media_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn download_timer_covers_the_body_and_counts_aborts() {
+        let m = Metrics::new().unwrap();
+        let mut t = m.download_started(Instant::now() - Duration::from_millis(30));
+        assert_eq!(m.downloads_in_flight.get(), 1);
+        t.finished();
+        drop(t);
+        let aborted = m.download_started(Instant::now());
+        drop(aborted);
+        assert_eq!(m.downloads_in_flight.get(), 0);
+        assert!(sample_sum(&m, "dl", "complete") >= 0.03);
+        assert_eq!(
+            m.download_duration
+                .with_label_values(&["aborted"])
+                .get_sample_count(),
+            1
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! Object storage: the backend chosen by URL, the key scheme, and reading object headers.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
@@ -12,6 +11,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
     ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, PutPayload, PutResult,
+    RetryConfig,
 };
 
 use crate::config::StorageSettings;
@@ -167,10 +167,16 @@ fn s3_builder(s: &StorageSettings, bucket: &str) -> Result<AmazonS3Builder, Stri
             let mut b = b
                 .with_client_options(
                     ClientOptions::new()
-                        .with_connect_timeout(Duration::from_secs(5))
-                        // Parts are at most 512 MiB; even a slow link moves one well within this.
-                        .with_timeout(Duration::from_secs(300)),
+                        .with_connect_timeout(s.connect_timeout)
+                        .with_timeout(s.request_timeout),
                 )
+                // The retry budget bounds how long a call keeps trying against a store that
+                // is down (object_store's default: 10 retries within 3 minutes).
+                .with_retry(RetryConfig {
+                    max_retries: s.max_retries,
+                    retry_timeout: s.retry_timeout,
+                    ..RetryConfig::default()
+                })
                 .with_bucket_name(bucket)
                 .with_region(&s.s3.region)
                 .with_allow_http(s.s3.allow_http)
@@ -248,7 +254,8 @@ async fn list_and_abort(
         format!("{prefix}/")
     };
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
+        .connect_timeout(s.connect_timeout)
+        .timeout(s.request_timeout)
         .build()
         .map_err(|e| e.to_string())?;
     let mut aborted = 0;

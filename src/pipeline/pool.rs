@@ -83,6 +83,9 @@ pub struct Pool {
     slots: Semaphore,
     /// Set once the worker uid proved unable to execute the binary.
     same_uid: AtomicBool,
+    /// Where busy workers, queue waits and lost workers are counted, once the service has
+    /// set it (`observe_with`); the CLI's pool has none.
+    metrics: std::sync::OnceLock<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -103,6 +106,7 @@ impl Pool {
             slots: Semaphore::new(cfg.workers.max(1)),
             idle: Mutex::new(Vec::new()),
             same_uid: AtomicBool::new(false),
+            metrics: std::sync::OnceLock::new(),
             exe,
             cfg,
         };
@@ -114,6 +118,11 @@ impl Pool {
             *idle = warm;
         }
         Ok(pool)
+    }
+
+    /// Report to these metrics from now on.
+    pub fn observe_with(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// A pool of this very binary.
@@ -197,10 +206,40 @@ impl Pool {
             .metadata()
             .map_err(|e| PoolError::Spawn(format!("stat: {e}")))?
             .len();
-        let permit = tokio::time::timeout(self.cfg.queue_wait, self.slots.acquire())
-            .await
+        let metrics = self.metrics.get();
+        let waited = std::time::Instant::now();
+        let acquired = tokio::time::timeout(self.cfg.queue_wait, self.slots.acquire()).await;
+        if let Some(m) = metrics {
+            let outcome = if acquired.is_ok() {
+                "acquired"
+            } else {
+                "timeout"
+            };
+            m.media_queue_wait
+                .with_label_values(&[outcome])
+                .observe(waited.elapsed().as_secs_f64());
+        }
+        let permit = acquired
             .map_err(|_| PoolError::Busy)?
             .map_err(|_| PoolError::Busy)?;
+        let _busy = metrics.map(|m| crate::metrics::GaugeGuard::new(&m.media_workers_busy));
+        let result = self.analyze_with(permit, kind, len, input, output).await;
+        if let (Some(m), Err(PoolError::WorkerFailed(why))) = (metrics, &result) {
+            m.media_worker_failures
+                .with_label_values(&[failure_reason(why)])
+                .inc();
+        }
+        result
+    }
+
+    async fn analyze_with(
+        self: &Arc<Self>,
+        permit: tokio::sync::SemaphorePermit<'_>,
+        kind: MediaKind,
+        len: u64,
+        input: File,
+        output: File,
+    ) -> Result<Analysis, PoolError> {
         let req = Request {
             kind,
             len,
@@ -262,6 +301,18 @@ impl Drop for Pool {
                 w.kill();
             }
         }
+    }
+}
+
+/// The metric label of a worker failure, from a fixed set.
+fn failure_reason(why: &str) -> &'static str {
+    match why {
+        "deadline exceeded" => "deadline",
+        "CPU or time limit" => "cpu_limit",
+        "aborted (out of memory or a decoder abort)" => "memory_or_abort",
+        "crashed" | "killed by a signal" => "crash",
+        "decoder panicked" => "panic",
+        _ => "other",
     }
 }
 

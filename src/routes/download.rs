@@ -30,7 +30,13 @@ pub async fn download(
     req: HttpRequest,
     token: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
     let r = resolve(&state, &token).await?;
+    crate::access::note(&req, |n| {
+        n.media_id = Some(r.id.clone());
+        n.partner = Some(r.claims.partner.clone());
+        n.audience = Some(r.claims.audience.clone());
+    });
     let etag = r.etag();
     let headers = req.headers();
     if let Some(inm) = headers
@@ -76,6 +82,10 @@ pub async fn download(
     }
     let kind = r.head.header.meta.kind.as_str();
     let counter = state.metrics.bytes_out.with_label_values(&[kind]);
+    // The timer lives in the body stream: it is observed when the last byte went out or the
+    // body was dropped (client gone), not when the headers were sent.
+    let mut timer = state.metrics.download_started(started);
+    let mut sent = 0u64;
     let mut stream = body(
         state.store.clone(),
         &r,
@@ -97,6 +107,10 @@ pub async fn download(
         .inspect(move |piece| {
             if let Ok(b) = piece {
                 counter.inc_by(b.len() as u64);
+                sent += b.len() as u64;
+                if sent >= len {
+                    timer.finished();
+                }
             }
         });
     Ok(resp.body(SizedStream::new(len, stream)))

@@ -2,7 +2,7 @@
 //! (`{"audience"}`) or many (`{"audiences": […]}`, a group's members' providers). Policy lives
 //! in [`crate::token_service`]; this handler parses and formats.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
@@ -42,6 +42,7 @@ pub struct FanoutResponse {
 pub async fn mint(
     state: web::Data<AppState>,
     gw: Gateway,
+    req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<MintBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -50,6 +51,8 @@ pub async fn mint(
     let single;
     let (class, audiences): (Class, &[String]) = match (&body.audience, &body.audiences) {
         (Some(a), None) => {
+            // The access line names a single audience; a fan-out's are in its audit events.
+            crate::access::note(&req, |n| n.audience = Some(a.clone()));
             single = [a.clone()];
             (Class::Single, &single)
         }
