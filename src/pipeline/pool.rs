@@ -136,11 +136,38 @@ impl Pool {
     }
 
     /// Analyze `input` (declared `kind`) in a worker; a cleaned copy may go to `output`.
+    ///
+    /// A video whose worker died (the thumbnail's C++ decoder crashed, ran out of memory or past
+    /// its frame deadline) is analysed once more without a thumbnail: the thumbnail is optional,
+    /// the upload is not. That answer says `thumbnail_skipped: decoder-failed`.
     pub async fn analyze(
         self: &Arc<Self>,
         kind: MediaKind,
         input: &Path,
         output: &Path,
+    ) -> Result<Analysis, PoolError> {
+        let limits = self.cfg.limits.clone();
+        match self.analyze_with(kind, input, output, limits.clone()).await {
+            Err(PoolError::WorkerFailed(why))
+                if kind == MediaKind::Video && limits.video_thumbnail =>
+            {
+                tracing::info!(why, "video thumbnail decoder failed; analysing without it");
+                let without = Limits {
+                    video_thumbnail: false,
+                    ..limits
+                };
+                self.analyze_with(kind, input, output, without).await
+            }
+            other => other,
+        }
+    }
+
+    async fn analyze_with(
+        self: &Arc<Self>,
+        kind: MediaKind,
+        input: &Path,
+        output: &Path,
+        limits: Limits,
     ) -> Result<Analysis, PoolError> {
         let permit = tokio::time::timeout(self.cfg.queue_wait, self.slots.acquire())
             .await
@@ -150,7 +177,7 @@ impl Pool {
             kind,
             input: input.to_path_buf(),
             output: output.to_path_buf(),
-            limits: self.cfg.limits.clone(),
+            limits,
         };
         let pool = self.clone();
         let worker = match self.idle.lock().ok().and_then(|mut v| v.pop()) {
