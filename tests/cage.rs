@@ -169,3 +169,53 @@ async fn a_full_pool_answers_busy_instead_of_queueing_forever() {
             .is_ok()
     );
 }
+
+/// A stand-in worker that dies whenever it is asked for a video thumbnail, and counts the
+/// requests it saw with and without one.
+fn thumbnail_crashing_worker(dir: &Path) -> PathBuf {
+    let path = dir.join("thumb-worker.sh");
+    let log = dir.join("requests.log");
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(
+        f,
+        r#"#!/bin/sh
+while read -r line; do
+  case "$line" in
+    *'"video_thumbnail":true'*) echo with >> '{log}'; kill -SEGV $$ ;;
+    *always-crash*) echo without >> '{log}'; kill -SEGV $$ ;;
+    *) echo without >> '{log}'; echo '{{"done":{{"sniffed":"mp4","mime":"video/mp4","thumbnail_skipped":"decoder-failed","removed":[]}}}}' ;;
+  esac
+done"#,
+        log = log.display()
+    )
+    .unwrap();
+    drop(f);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_whose_thumbnail_kills_the_worker_is_analysed_again_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Arc::new(Pool::start(thumbnail_crashing_worker(dir.path()), config(1)).unwrap());
+    let log = || std::fs::read_to_string(dir.path().join("requests.log")).unwrap_or_default();
+    let input = dir.path().join("clip.mp4");
+    let out = input.with_extension("out");
+    let a = pool.analyze(MediaKind::Video, &input, &out).await.unwrap();
+    assert_eq!(a.thumbnail_skipped.as_deref(), Some("decoder-failed"));
+    assert_eq!(log(), "with\nwithout\n");
+    // Other kinds are not retried: a crash is the request's failure (422).
+    let doc = pool.analyze(MediaKind::Document, &input, &out).await;
+    assert!(
+        matches!(doc, Err(PoolError::WorkerFailed("crashed"))),
+        "{doc:?}"
+    );
+    // A video whose second analysis dies too fails like any crash, after one retry only.
+    let input = dir.path().join("always-crash.mp4");
+    let again = pool.analyze(MediaKind::Video, &input, &out).await;
+    assert!(
+        matches!(again, Err(PoolError::WorkerFailed("crashed"))),
+        "{again:?}"
+    );
+    assert_eq!(log(), "with\nwithout\nwith\nwith\nwithout\n");
+}
