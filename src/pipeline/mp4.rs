@@ -167,7 +167,13 @@ pub fn parse<R: Read + Seek>(
 /// Run the parser on arbitrary bytes, ignoring the result (for fuzzers: it must return, quickly,
 /// without panicking, whatever the bytes).
 pub fn fuzz_entry(data: &[u8]) {
-    let _ = analyze_reader(Cursor::new(data), data.len() as u64, &Limits::default());
+    // With the key frame located too: the sample tables are read only on that path.
+    let _ = parse(
+        Cursor::new(data),
+        data.len() as u64,
+        &Limits::default(),
+        true,
+    );
 }
 
 /// What one `trak` told us.
@@ -1347,6 +1353,112 @@ mod tests {
                 }
             );
         }
+    }
+
+    /// A video track whose tables put the `n`-th sample (`sizes`, one chunk per `per_chunk`
+    /// samples) at `chunk_at`; `stss` lists `sync` unless empty.
+    fn table_trak(sizes: &[u32], per_chunk: u32, chunks: &[u32], sync: &[u32]) -> Vec<u8> {
+        let mut avcc_entry = avc1(64, 48);
+        let avcc = bx(b"avcC", &[1, 66, 0, 30, 0xFF, 0xE0, 0]);
+        avcc_entry.extend_from_slice(&avcc);
+        let len = u32::try_from(avcc_entry.len()).unwrap();
+        avcc_entry[..4].copy_from_slice(&len.to_be_bytes());
+        let full = |v: &[u32]| {
+            let mut b = vec![0u8; 4];
+            for x in v {
+                b.extend_from_slice(&x.to_be_bytes());
+            }
+            b
+        };
+        let mut stsz = vec![0u32, u32::try_from(sizes.len()).unwrap()];
+        stsz.extend_from_slice(sizes);
+        let mut stco = vec![u32::try_from(chunks.len()).unwrap()];
+        stco.extend_from_slice(chunks);
+        let mut tables = vec![
+            stsd_entry(avcc_entry),
+            bx(b"stsz", &full(&stsz)),
+            bx(b"stsc", &full(&[1, 1, per_chunk, 1])),
+            bx(b"stco", &full(&stco)),
+        ];
+        if !sync.is_empty() {
+            let mut stss = vec![u32::try_from(sync.len()).unwrap()];
+            stss.extend_from_slice(sync);
+            tables.push(bx(b"stss", &full(&stss)));
+        }
+        let stbl = bx(b"stbl", &cat(&tables));
+        let mdia = bx(
+            b"mdia",
+            &cat(&[mdhd(90_000, 450_000), hdlr(b"vide"), bx(b"minf", &stbl)]),
+        );
+        bx(b"trak", &cat(&[tkhd(IDENTITY, 64, 48), mdia]))
+    }
+
+    fn frame_of(file: &[u8]) -> Result<KeyFrame, Skip> {
+        parse(
+            Cursor::new(file),
+            file.len() as u64,
+            &Limits::default(),
+            true,
+        )
+        .unwrap()
+        .1
+    }
+
+    #[test]
+    fn key_frame_is_located_through_the_tables() {
+        // mdat at a known offset: ftyp (32) + mdat header (8) = 40; samples of 3, 4, 5 bytes.
+        let mdat = bx(b"mdat", b"aaabbbbccccc");
+        let head = cat(&[ftyp(b"isom"), mdat]);
+        assert_eq!(head.len(), 52);
+        // Two samples per chunk, chunks at 40 and 47; stss says the key frame is sample 3.
+        let file = cat(&[
+            head.clone(),
+            moov(&[table_trak(&[3, 4, 5], 2, &[40, 47], &[3])]),
+        ]);
+        let f = frame_of(&file).unwrap();
+        assert_eq!((f.codec, f.sample.as_slice()), (*b"avc1", &b"ccccc"[..]));
+        assert_eq!(f.config, [1, 66, 0, 30, 0xFF, 0xE0, 0]);
+        // No stss: every sample is a key frame, so the first one.
+        let file = cat(&[head.clone(), moov(&[table_trak(&[3, 4, 5], 3, &[40], &[])])]);
+        assert_eq!(frame_of(&file).unwrap().sample, b"aaa");
+        // Second sample of a chunk: after the first one.
+        let file = cat(&[
+            head.clone(),
+            moov(&[table_trak(&[3, 4, 5], 3, &[40], &[2])]),
+        ]);
+        assert_eq!(frame_of(&file).unwrap().sample, b"bbbb");
+    }
+
+    #[test]
+    fn hostile_tables_give_no_key_frame() {
+        let head = cat(&[ftyp(b"isom"), bx(b"mdat", b"aaabbbbccccc")]);
+        for (name, trak) in [
+            (
+                "sync sample past the count",
+                table_trak(&[3], 1, &[40], &[9]),
+            ),
+            ("sync sample 0", table_trak(&[3], 1, &[40], &[0])),
+            (
+                "chunk offset past the file",
+                table_trak(&[3], 1, &[4000], &[]),
+            ),
+            ("size past the file", table_trak(&[u32::MAX], 1, &[40], &[])),
+            (
+                "no chunk for the sample",
+                table_trak(&[3, 4], 1, &[40], &[2]),
+            ),
+            ("zero samples per chunk", table_trak(&[3], 0, &[40], &[])),
+        ] {
+            let file = cat(&[head.clone(), moov(&[trak])]);
+            let got = frame_of(&file);
+            assert!(
+                matches!(got, Err(Skip::NoKeyFrame | Skip::FrameTooLarge)),
+                "{name}: {got:?}"
+            );
+        }
+        // The synthetic tracks without tables or avcC.
+        let file = cat(&[ftyp(b"isom"), moov(&[video_trak(IDENTITY)])]);
+        assert_eq!(frame_of(&file), Err(Skip::FrameUndecodable));
     }
 
     #[test]

@@ -124,12 +124,7 @@ pub fn thumbnail(frame: &KeyFrame, rotation: u16, limits: &Limits) -> Result<Thu
 /// Run the thumbnail path on arbitrary bytes as a key frame (for fuzzers): the first bytes
 /// split off as the `avcC`, the rest as the sample. Must return, quickly, without panicking.
 pub fn fuzz_entry(data: &[u8]) {
-    let cut = usize::from(data.first().copied().unwrap_or(0)).min(data.len());
-    let frame = KeyFrame {
-        codec: *b"avc1",
-        config: data.get(1..cut).unwrap_or_default().to_vec(),
-        sample: data.get(cut..).unwrap_or_default().to_vec(),
-    };
+    let frame = fuzz_frame(data);
     // Small frames only, so a fuzzer explores the bitstream rather than allocations.
     let limits = Limits {
         max_pixels: 1 << 20,
@@ -137,6 +132,16 @@ pub fn fuzz_entry(data: &[u8]) {
         ..Limits::default()
     };
     let _ = thumbnail(&frame, 0, &limits);
+}
+
+/// The fuzz input layout: byte 0 is `n`, bytes `1..n` the `avcC` body, the rest the sample.
+fn fuzz_frame(data: &[u8]) -> KeyFrame {
+    let cut = usize::from(data.first().copied().unwrap_or(0)).min(data.len());
+    KeyFrame {
+        codec: *b"avc1",
+        config: data.get(1..cut).unwrap_or_default().to_vec(),
+        sample: data.get(cut..).unwrap_or_default().to_vec(),
+    }
 }
 
 fn check(sps: &Sps, limits: &Limits) -> Result<(), Skip> {
@@ -709,6 +714,18 @@ mod tests {
         );
         fuzz_entry(&[]);
         fuzz_entry(&[3, 1, 2]);
+    }
+
+    #[test]
+    fn fuzz_seeds_are_decodable_frames() {
+        // tests/fuzz/seeds/video_thumb: [1 + avcC length][avcC][first sample] of the fixtures.
+        for seed in [
+            &include_bytes!("../../tests/fuzz/seeds/video_thumb/h264-baseline")[..],
+            &include_bytes!("../../tests/fuzz/seeds/video_thumb/h264-high")[..],
+        ] {
+            let frame = fuzz_frame(seed);
+            assert!(thumbnail(&frame, 0, &Limits::default()).is_ok());
+        }
     }
 
     #[test]
