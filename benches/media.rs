@@ -8,6 +8,9 @@
 //!   through a caged worker, which includes the pipe round trip the service really pays).
 //! - `waveform/60s-voice`: duration and 64-value waveform of a 60 s Ogg Opus voice note.
 //! - `worker/roundtrip`: a request through the worker pool that does no decoding (a document).
+//! - `video-thumbnail/{1080p,2160p}-high`: the video analysis of an H.264 High MP4 including
+//!   the OpenH264 decode of its first key frame and the thumbnail, beside `ffmpeg` making a
+//!   100 px thumbnail of the same frame (`…/ffmpeg-cli`, which includes its process start).
 //!
 //! Samples are generated at start: the JPEG with the image crate, the voice note with
 //! `ffmpeg` (skipped with a message when ffmpeg is missing). `cargo bench --bench media`.
@@ -21,7 +24,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use interop_media::media::MediaKind;
 use interop_media::pipeline::pool::{Pool, PoolConfig};
 use interop_media::pipeline::worker::Cage;
-use interop_media::pipeline::{FileSlice, Limits, audio, photo, sniff};
+use interop_media::pipeline::{FileSlice, Limits, audio, mp4, photo, sniff};
 
 fn jpeg_12mp(dir: &Path) -> PathBuf {
     let (w, h) = (4000u32, 3000u32);
@@ -169,6 +172,54 @@ fn benches(c: &mut Criterion) {
             });
         }
         None => eprintln!("ffmpeg not installed: waveform benchmark skipped"),
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("video-thumbnail");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    for (name, size) in [("1080p-high", "1920x1080"), ("2160p-high", "3840x2160")] {
+        let video = dir.path().join(format!("{name}.mp4"));
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size={size}:rate=30"))
+            .args([
+                "-t",
+                "1",
+                "-c:v",
+                "libx264",
+                "-profile:v",
+                "high",
+                "-preset",
+                "fast",
+            ])
+            .args(["-pix_fmt", "yuv420p"])
+            .arg(&video)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !made {
+            eprintln!("ffmpeg not installed: video thumbnail benchmark skipped");
+            break;
+        }
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let a = mp4::analyze(FileSlice::open(&video).unwrap(), &limits).unwrap();
+                assert!(a.thumbnail.is_some(), "{:?}", a.thumbnail_skipped);
+            })
+        });
+        let thumb = dir.path().join("ffmpeg-thumb.jpg");
+        g.bench_function(format!("{name}/ffmpeg-cli"), |b| {
+            b.iter(|| {
+                let st = Command::new("ffmpeg")
+                    .args(["-v", "error", "-y", "-i"])
+                    .arg(&video)
+                    .args(["-frames:v", "1", "-vf"])
+                    .arg("scale=100:100:force_original_aspect_ratio=decrease")
+                    .arg(&thumb)
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            })
+        });
     }
     g.finish();
 

@@ -421,8 +421,24 @@ ANALYSIS_PROPS = {
     "thumbnail": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/jpeg",
                   "description": "A small JPEG preview (longest side `media.thumb_side`, 100 pixels "
                                  "by default), standard base64."},
-    "blurhash": {"type": "string", "description": "BlurHash placeholder of the image.",
+    "blurhash": {"type": "string", "description": "BlurHash placeholder of the image (of the "
+                                                  "video's first key frame for video).",
                  "example": "LEHV6nWB2yk8pyo0adR*.7kCMdnj"},
+    "thumbnail_skipped": {"type": "string",
+                          "enum": ["hevc-not-supported", "codec-not-supported",
+                                   "profile-not-supported", "frame-too-large", "no-key-frame",
+                                   "frame-undecodable", "decoder-failed"],
+                          "description": "Video only, when it has no `thumbnail`: why. The upload "
+                                         "itself succeeded. `hevc-not-supported` (HEVC), "
+                                         "`codec-not-supported` (not H.264, e.g. H.263), "
+                                         "`profile-not-supported` (H.264 beyond 8-bit 4:2:0 "
+                                         "progressive, e.g. High 10), `frame-too-large` (over "
+                                         "`media.max_pixels`/`max_dimension`), `no-key-frame` "
+                                         "(the sample tables lead to none, e.g. fragmented MP4), "
+                                         "`frame-undecodable` (the decoder refused the frame), "
+                                         "`decoder-failed` (the decoder crashed or overran its "
+                                         "deadline in the worker).",
+                          "example": "hevc-not-supported"},
     "animated": {"type": "boolean", "description": "Images and stickers: whether the image is animated."},
     "audio": ref("schemas", "AudioInfo"),
     "video": ref("schemas", "VideoInfo"),
@@ -440,7 +456,8 @@ pipeline learned it for this media (absent, never `null`):
 
 - images and stickers: `width`, `height`, `thumbnail`, `blurhash`, `animated`;
 - audio: `duration_ms`, `audio`; voice notes also `waveform`;
-- video: `duration_ms`, `video`, and `width`, `height`, `thumbnail` when known;
+- video: `duration_ms`, `video`, and `width`, `height` when known; `thumbnail` and `blurhash`
+  (of the first H.264 key frame, turned upright) or else `thumbnail_skipped`;
 - documents: none.\
 """
 

@@ -489,6 +489,7 @@ fn media_pool(m: &MediaConfig, seal: &KindLimits) -> Option<crate::pipeline::poo
             max_alloc: (m.memory_mib << 20) / 2,
             thumb_side: m.thumb_side,
             max_duration_ms: m.max_duration_s * 1000,
+            video_thumbnail: true,
         },
         worker_uid: m.worker_uid,
     })

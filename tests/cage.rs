@@ -558,3 +558,59 @@ fn plaintext_does_not_survive_a_sigkill() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A stand-in worker that dies whenever it is asked for a video thumbnail (and, for a 7-byte
+/// input, always), and counts the requests it saw with and without one.
+fn thumbnail_crashing_worker(dir: &Path) -> PathBuf {
+    // Workers run as nobody when the tests run as root: the script must be reachable and the
+    // log writable.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("thumb-worker.sh");
+    let log = dir.join("requests.log");
+    std::fs::File::create(&log).unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(
+        f,
+        r#"#!/bin/sh
+while read -r line; do
+  case "$line" in
+    *'"video_thumbnail":true'*) echo with >> '{log}'; kill -SEGV $$ ;;
+    *'"len":7,'*) echo without >> '{log}'; kill -SEGV $$ ;;
+    *) echo without >> '{log}'; echo '{{"done":{{"sniffed":"mp4","mime":"video/mp4","thumbnail_skipped":"decoder-failed","removed":[]}}}}' ;;
+  esac
+done"#,
+        log = log.display()
+    )
+    .unwrap();
+    drop(f);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_whose_thumbnail_kills_the_worker_is_analysed_again_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Arc::new(Pool::start(thumbnail_crashing_worker(dir.path()), config(1)).unwrap());
+    let log = || std::fs::read_to_string(dir.path().join("requests.log")).unwrap_or_default();
+    let input = tempfile::tempfile().unwrap();
+    let out = tempfile::tempfile().unwrap();
+    let a = pool.analyze(MediaKind::Video, &input, &out).await.unwrap();
+    assert_eq!(a.thumbnail_skipped.as_deref(), Some("decoder-failed"));
+    assert_eq!(log(), "with\nwithout\n");
+    // Other kinds are not retried: a crash is the request's failure (422).
+    let doc = pool.analyze(MediaKind::Document, &input, &out).await;
+    assert!(
+        matches!(doc, Err(PoolError::WorkerFailed("crashed"))),
+        "{doc:?}"
+    );
+    // A video whose second analysis dies too fails like any crash, after one retry only.
+    let mut input = tempfile::tempfile().unwrap();
+    input.write_all(b"crash!!").unwrap();
+    let again = pool.analyze(MediaKind::Video, &input, &out).await;
+    assert!(
+        matches!(again, Err(PoolError::WorkerFailed("crashed"))),
+        "{again:?}"
+    );
+    assert_eq!(log(), "with\nwithout\nwith\nwith\nwithout\n");
+}

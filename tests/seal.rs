@@ -268,6 +268,33 @@ fn generate_samples() -> Result<Samples, String> {
          -c:a copy clip.3gp",
     )?;
 
+    // Video thumbnails: H.264 in the profiles phones record (Baseline, Main, High), a half
+    // turn (quarter turns: rot90/rot270 above), a 3GP with H.264, and what is not decoded:
+    // HEVC and 10-bit H.264 (High 10).
+    let vt = "ffmpeg -f lavfi -i testsrc=size=320x240:rate=25 -f lavfi -i sine=sample_rate=44100 \
+              -t 1 -c:a aac -b:a 32k -c:v libx264 -pix_fmt yuv420p";
+    for profile in ["baseline", "main", "high"] {
+        run(&format!(
+            "{vt} -profile:v {profile} -movflags +faststart h264-{profile}.mp4"
+        ))?;
+    }
+    run("ffmpeg -i h264-high.mp4 -c copy -metadata:s:v:0 rotate=180 rot180.mp4")?;
+    run(
+        "ffmpeg -f lavfi -i testsrc=size=176x144:rate=15 -i clip-audio.amr -t 2 -c:v libx264 \
+         -profile:v baseline -pix_fmt yuv420p -c:a copy clip-h264.3gp",
+    )?;
+    run(
+        "ffmpeg -i h264-high.mp4 -c:a copy -c:v libx265 -x265-params log-level=error -tag:v hvc1 hevc.mp4",
+    )?;
+    run(
+        "ffmpeg -i h264-high.mp4 -c:a copy -c:v libx264 -profile:v high10 -pix_fmt yuv420p10le h264-high10.mp4",
+    )?;
+    // One 7680x4320 frame (33 Mpx, under media.max_pixels): more than a 128 MiB cage decodes.
+    run(
+        "ffmpeg -f lavfi -i color=c=navy:s=7680x4320:r=1 -f lavfi -i sine=sample_rate=8000 \
+         -t 1 -c:a aac -c:v libx264 -preset ultrafast -pix_fmt yuv420p 8k.mp4",
+    )?;
+
     // A PDF document (ImageMagick's policy forbids writing PDF; it is small enough to write).
     std::fs::write(d.join("doc.pdf"), minimal_pdf()).map_err(|e| e.to_string())?;
     let pdf: Value = serde_json::from_slice(&tool(d, "exiftool", &["-json", "-n", "doc.pdf"])?)
@@ -1347,6 +1374,166 @@ fn videos_in_both_formats() {
             brief(&v)
         );
         assert_eq!(media_objects(&ctx.svc).len(), before);
+    });
+}
+
+/// The thumbnail ffmpeg makes of the first frame, displayed (ffmpeg applies the display matrix),
+/// fitted into 100x100; as a grey image of `w`x`h`.
+fn ffmpeg_thumbnail(ctx: &Ctx, sample: &Path, w: u32, h: u32) -> image::GrayImage {
+    let name = format!(
+        "ffmpeg-thumb-{}.png",
+        sample.file_name().unwrap().to_string_lossy()
+    );
+    let out = ctx.scratch(&name, b"");
+    tool(
+        Path::new("/"),
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            sample.to_str().unwrap(),
+            "-frames:v",
+            "1",
+            "-vf",
+            "scale=100:100:force_original_aspect_ratio=decrease",
+            out.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let img = image::open(&out).unwrap().into_luma8();
+    image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle)
+}
+
+/// Mean absolute difference of two grey images of one size (0–255).
+fn grey_mad(a: &image::GrayImage, b: &image::GrayImage) -> f64 {
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| u64::from(x.abs_diff(y)))
+        .sum();
+    sum as f64 / a.as_raw().len() as f64
+}
+
+/// A video's thumbnail: a JPEG fitted to ffprobe's displayed size, showing what ffmpeg shows
+/// of the first frame (mean absolute grey difference under a bound that a picture turned the
+/// wrong way does not meet).
+fn check_video_thumbnail(ctx: &Ctx, v: &Value, sample: &Path) -> f64 {
+    assert!(v.get("thumbnail_skipped").is_none(), "{}", brief(v));
+    let (w, h) = (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap());
+    check_thumbnail(ctx, v, w, h);
+    check_blurhash(v);
+    let jpeg = STANDARD.decode(v["thumbnail"].as_str().unwrap()).unwrap();
+    let ours = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .unwrap()
+        .into_luma8();
+    let (tw, th) = ours.dimensions();
+    let theirs = ffmpeg_thumbnail(ctx, sample, tw, th);
+    let mad = grey_mad(&ours, &theirs);
+    let turned = image::imageops::rotate180(&theirs);
+    let wrong = grey_mad(&ours, &turned);
+    eprintln!(
+        "{}: thumbnail {tw}x{th}, MAD vs ffmpeg {mad:.2} (half-turned: {wrong:.2})",
+        sample.file_name().unwrap().to_string_lossy()
+    );
+    assert!(
+        mad < 12.0,
+        "{sample:?}: thumbnail differs from ffmpeg's by {mad:.2}"
+    );
+    assert!(
+        wrong > mad * 2.0,
+        "{sample:?}: the bound does not tell orientations apart"
+    );
+    mad
+}
+
+#[test]
+fn video_thumbnails_match_ffmpeg() {
+    let Some(s) = samples() else { return };
+    let ctx = Ctx::new(ServiceBuilder::new().spawn());
+    block_on(async {
+        let mut formats = ["whatsapp", "signal"].into_iter().cycle();
+        for name in [
+            "h264-baseline.mp4",
+            "h264-main.mp4",
+            "h264-high.mp4",
+            "fast.mp4",
+            "slow.mp4",
+            "rot90.mp4",
+            "rot180.mp4",
+            "rot270.mp4",
+        ] {
+            let format = formats.next().unwrap();
+            let (v, _) = ctx.seal_open("video", format, &s.bytes(name)).await;
+            check_video(&v, &s.path(name));
+            check_video_thumbnail(&ctx, &v, &s.path(name));
+        }
+        let (v, _) = ctx
+            .seal_open("video", "whatsapp", &s.bytes("clip-h264.3gp"))
+            .await;
+        assert_type(&v, "3gp", "video/3gpp");
+        check_video(&v, &s.path("clip-h264.3gp"));
+        check_video_thumbnail(&ctx, &v, &s.path("clip-h264.3gp"));
+
+        // Not decoded: the upload succeeds, described as before, without a thumbnail and with
+        // the reason.
+        for (name, format, reason) in [
+            ("hevc.mp4", "whatsapp", "hevc-not-supported"),
+            ("h264-high10.mp4", "signal", "profile-not-supported"),
+            ("clip.3gp", "whatsapp", "codec-not-supported"),
+        ] {
+            let (v, _) = ctx.seal_open("video", format, &s.bytes(name)).await;
+            check_video(&v, &s.path(name));
+            assert_eq!(v["thumbnail_skipped"], reason, "{name}: {}", brief(&v));
+            assert!(
+                v.get("thumbnail").is_none() && v.get("blurhash").is_none(),
+                "{name}"
+            );
+        }
+    });
+}
+
+#[test]
+fn video_thumbnail_failures_do_not_fail_the_upload() {
+    let Some(s) = samples() else { return };
+    // A frame over media.max_pixels is not handed to the decoder.
+    let ctx = Ctx::new(
+        ServiceBuilder::new()
+            .env("INTEROP_MEDIA_MEDIA__MAX_PIXELS", "50000")
+            .spawn(),
+    );
+    block_on(async {
+        let (v, _) = ctx
+            .seal_open("video", "whatsapp", &s.bytes("h264-main.mp4"))
+            .await;
+        check_video(&v, &s.path("h264-main.mp4"));
+        assert_eq!(v["thumbnail_skipped"], "frame-too-large", "{}", brief(&v));
+    });
+    // A 33 Mpx frame in a 128 MiB cage: the decoder runs out of memory (an error, or the
+    // worker's death and a second analysis without the decoder); the upload succeeds either
+    // way, and the service goes on serving.
+    let ctx = Ctx::new(
+        ServiceBuilder::new()
+            .env("INTEROP_MEDIA_MEDIA__MEMORY_MIB", "128")
+            .spawn(),
+    );
+    block_on(async {
+        let (v, _) = ctx.seal_open("video", "signal", &s.bytes("8k.mp4")).await;
+        check_video(&v, &s.path("8k.mp4"));
+        let reason = v["thumbnail_skipped"].as_str().unwrap_or("");
+        eprintln!("8k frame in a 128 MiB cage: thumbnail_skipped = {reason:?}");
+        assert!(
+            ["decoder-failed", "frame-undecodable"].contains(&reason),
+            "{}",
+            brief(&v)
+        );
+        let (v, _) = ctx
+            .seal_open("video", "whatsapp", &s.bytes("h264-baseline.mp4"))
+            .await;
+        check_video_thumbnail(&ctx, &v, &s.path("h264-baseline.mp4"));
     });
 }
 

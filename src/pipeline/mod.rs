@@ -13,6 +13,7 @@ mod opus;
 pub mod photo;
 pub mod pool;
 pub mod sniff;
+pub mod video_thumb;
 pub mod worker;
 
 use std::fs::File;
@@ -38,6 +39,14 @@ pub struct Limits {
     pub thumb_side: u32,
     /// Longest media duration accepted (audio, voice, video), in milliseconds.
     pub max_duration_ms: u64,
+    /// Decode a video key frame for a thumbnail. The pool clears it to redo an analysis whose
+    /// decoder killed the worker (see `video_thumb`).
+    #[serde(default = "yes")]
+    pub video_thumbnail: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Limits {
@@ -48,6 +57,7 @@ impl Default for Limits {
             max_alloc: 512 << 20,
             thumb_side: 100,
             max_duration_ms: 4 * 3600 * 1000,
+            video_thumbnail: true,
         }
     }
 }
@@ -96,6 +106,10 @@ pub struct Analysis {
     pub thumbnail: Option<Vec<u8>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blurhash: Option<String>,
+    /// Video without a thumbnail: why (a stable `video_thumb::Skip` value, e.g.
+    /// `hevc-not-supported`). The upload itself succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail_skipped: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub animated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -4,11 +4,16 @@
 //! fast start) are read. Every box header is checked against its parent before it is used, only
 //! a fixed set of container boxes is entered, nesting depth and the number of boxes visited are
 //! capped, and payloads are read through a small fixed window (never a whole box: `mdat` is
-//! skipped with a seek). No thumbnail is made: that needs an H.264/HEVC decoder, which would be a
-//! C dependency (libavcodec or similar) inside the worker, and is left out on purpose.
+//! skipped with a seek).
+//!
+//! For the video thumbnail it also locates the video track's first key frame: the decoder
+//! configuration (`avcC`) of the first sample entry and the bytes of the first sync sample
+//! (`stss`, resolved through `stsc`, `stsz` and `stco`/`co64`), each table bounded by its box and
+//! the sample by [`MAX_KEY_FRAME_BYTES`]. Decoding it is `video_thumb`'s job.
 
 use std::io::{Cursor, Read, Seek, SeekFrom};
 
+use super::video_thumb::{self, Skip};
 use super::{Analysis, AudioInfo, Limits, MediaError, VideoInfo};
 
 /// Most boxes visited in one file; a real file has a few hundred (a long fragmented one a few
@@ -23,6 +28,28 @@ pub const MAX_DEPTH: u32 = 8;
 /// of the first `stsd` entry with its `esds` (about 100 bytes), never a whole box.
 const PAYLOAD_WINDOW: usize = 256;
 
+/// Largest key frame read for the thumbnail. A phone's 4K IDR frame is 1–3 MB; a bigger sample
+/// is skipped (`frame-too-large`) rather than read.
+pub const MAX_KEY_FRAME_BYTES: u64 = 16 << 20;
+
+/// Largest decoder configuration (`avcC`) read: SPS and PPS are tens of bytes each.
+const MAX_CONFIG_BYTES: u64 = 64 << 10;
+
+/// Most sample-table entries read to locate the key frame (a key frame deep in a huge chunk, or
+/// a sync sample behind millions of `stsc` runs, is a file built to waste time).
+const MAX_TABLE_ENTRIES: u64 = 1 << 20;
+
+/// The first key frame of the video track, as the decoder needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFrame {
+    /// Sample entry code, e.g. `avc1`.
+    pub codec: [u8; 4],
+    /// The body of the entry's `avcC` box (AVCDecoderConfigurationRecord).
+    pub config: Vec<u8>,
+    /// The sample: NAL units, each behind a big-endian length (size from `config`).
+    pub sample: Vec<u8>,
+}
+
 fn bad(msg: &str) -> MediaError {
     MediaError::Undecodable(msg.to_string())
 }
@@ -30,11 +57,24 @@ fn bad(msg: &str) -> MediaError {
 /// Analyze the MP4/3GP file `input`.
 pub fn analyze(input: super::FileSlice, limits: &Limits) -> Result<Analysis, MediaError> {
     let len = input.len();
-    let a = analyze_reader(input, len, limits)?;
+    let (mut a, frame) = parse(input, len, limits, limits.video_thumbnail)?;
     // Sent as a video, it must have a video track (an audio-only MP4 is an m4a, and a file
     // whose tracks we could not find tells the recipient nothing it can play).
     if a.video.as_ref().is_none_or(|v| v.video_codec.is_none()) {
         return Err(bad("no video track"));
+    }
+    if limits.video_thumbnail {
+        let rotation = a.video.as_ref().map_or(0, |v| v.rotation);
+        // A thumbnail that cannot be made never fails the upload: the reason is reported.
+        match frame.and_then(|f| video_thumb::thumbnail(&f, rotation, limits)) {
+            Ok(t) => {
+                a.thumbnail = Some(t.jpeg);
+                a.blurhash = Some(t.blurhash);
+            }
+            Err(skip) => a.thumbnail_skipped = Some(skip.as_str().to_string()),
+        }
+    } else {
+        a.thumbnail_skipped = Some(Skip::DecoderFailed.as_str().to_string());
     }
     Ok(a)
 }
@@ -45,13 +85,36 @@ pub fn analyze_reader<R: Read + Seek>(
     len: u64,
     limits: &Limits,
 ) -> Result<Analysis, MediaError> {
+    parse(r, len, limits, false).map(|(a, _)| a)
+}
+
+/// The analysis, and (when `want_frame`) the video track's first key frame or why there is
+/// none to decode.
+pub fn parse<R: Read + Seek>(
+    r: R,
+    len: u64,
+    limits: &Limits,
+    want_frame: bool,
+) -> Result<(Analysis, Result<KeyFrame, Skip>), MediaError> {
     let mut p = Parser {
         r,
+        len,
         boxes: 0,
         facts: Facts::default(),
         track: None,
     };
     p.walk(0, len, 0)?;
+    let frame = match (want_frame, p.facts.video.take()) {
+        (true, Some(v)) => {
+            let frame = p.key_frame(&v);
+            p.facts.video = Some(v);
+            frame
+        }
+        (_, v) => {
+            p.facts.video = v;
+            Err(Skip::NoKeyFrame)
+        }
+    };
     let f = p.facts;
     let Some(moov_at) = f.moov_at else {
         return Err(bad("no moov box"));
@@ -79,7 +142,7 @@ pub fn analyze_reader<R: Read + Seek>(
         sample_rate: a.sample_rate,
         channels: a.channels,
     });
-    Ok(Analysis {
+    let analysis = Analysis {
         width,
         height,
         duration_ms,
@@ -92,13 +155,20 @@ pub fn analyze_reader<R: Read + Seek>(
             fast_start: f.mdat_at.is_none_or(|m| moov_at < m),
         }),
         ..Analysis::default()
-    })
+    };
+    Ok((analysis, frame))
 }
 
 /// Run the parser on arbitrary bytes, ignoring the result (for fuzzers: it must return, quickly,
 /// without panicking, whatever the bytes).
 pub fn fuzz_entry(data: &[u8]) {
-    let _ = analyze_reader(Cursor::new(data), data.len() as u64, &Limits::default());
+    // With the key frame located too: the sample tables are read only on that path.
+    let _ = parse(
+        Cursor::new(data),
+        data.len() as u64,
+        &Limits::default(),
+        true,
+    );
 }
 
 /// What one `trak` told us.
@@ -113,6 +183,14 @@ struct Track {
     sample_rate: u32,
     channels: u16,
     duration_ms: Option<u64>,
+    /// Code, file offset and size of the first sample entry (for its `avcC` child).
+    entry: Option<([u8; 4], u64, u64)>,
+    /// Sample table boxes, as (body start, body end) in the file.
+    stss: Option<(u64, u64)>,
+    stsz: Option<(u64, u64)>,
+    stsc: Option<(u64, u64)>,
+    /// `stco` (32-bit offsets) or `co64` (64-bit): (body start, body end, is 64-bit).
+    chunk_offsets: Option<(u64, u64, bool)>,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +207,8 @@ struct Facts {
 
 struct Parser<R> {
     r: R,
+    /// Length of the file.
+    len: u64,
     boxes: u32,
     facts: Facts,
     /// The `trak` being walked, if any.
@@ -242,6 +322,23 @@ impl<R: Read + Seek> Parser<R> {
             if &kind == b"mdat" && self.facts.mdat_at.is_none() && depth == 0 {
                 self.facts.mdat_at = Some(at);
             }
+            // Sample tables: only where they are is noted; the few entries the key frame needs
+            // are read after the walk, and only for the video track.
+            if let Some(t) = self.track.as_mut() {
+                let span = Some((body, end));
+                match &kind {
+                    b"stss" if t.stss.is_none() => t.stss = span,
+                    b"stsz" if t.stsz.is_none() => t.stsz = span,
+                    b"stsc" if t.stsc.is_none() => t.stsc = span,
+                    b"stco" if t.chunk_offsets.is_none() => {
+                        t.chunk_offsets = Some((body, end, false));
+                    }
+                    b"co64" if t.chunk_offsets.is_none() => {
+                        t.chunk_offsets = Some((body, end, true));
+                    }
+                    _ => {}
+                }
+            }
             // Nothing to read: the walk seeks to the next header (mdat is never read).
             return Ok(());
         }
@@ -280,7 +377,7 @@ impl<R: Read + Seek> Parser<R> {
             }
             b"stsd" => {
                 if let Some(t) = self.track.as_mut() {
-                    parse_stsd(&p, end - body, t)?;
+                    parse_stsd(&p, body, end - body, t)?;
                 }
             }
             _ => {}
@@ -308,6 +405,200 @@ impl<R: Read + Seek> Parser<R> {
             std::io::ErrorKind::UnexpectedEof => bad("truncated file"),
             _ => bad(&format!("read: {e}")),
         })
+    }
+
+    /// The video track's first key frame: its `avcC` and the bytes of its first sync sample.
+    /// Every table entry is read within its box; a table that does not lead to a sample inside
+    /// the file is `no-key-frame` (fragmented files, whose samples live in `moof`, end here too).
+    fn key_frame(&mut self, t: &Track) -> Result<KeyFrame, Skip> {
+        let Some((codec, entry_at, entry_size)) = t.entry else {
+            return Err(Skip::NoKeyFrame);
+        };
+        match &codec {
+            b"avc1" | b"avc3" => {}
+            b"hvc1" | b"hev1" => return Err(Skip::Hevc),
+            _ => return Err(Skip::Codec),
+        }
+        let config = self
+            .avcc(entry_at, entry_size)
+            .ok_or(Skip::FrameUndecodable)?;
+        let n = self.first_sync_sample(t).ok_or(Skip::NoKeyFrame)?;
+        let (offset, size) = self.sample_location(t, n).ok_or(Skip::NoKeyFrame)?;
+        if size > MAX_KEY_FRAME_BYTES {
+            return Err(Skip::FrameTooLarge);
+        }
+        let mut sample = vec![0u8; usize::try_from(size).map_err(|_| Skip::FrameTooLarge)?];
+        self.read_at(offset, &mut sample)
+            .map_err(|_| Skip::NoKeyFrame)?;
+        Ok(KeyFrame {
+            codec,
+            config,
+            sample,
+        })
+    }
+
+    /// The body of the `avcC` box among the visual sample entry's children.
+    fn avcc(&mut self, entry_at: u64, entry_size: u64) -> Option<Vec<u8>> {
+        // SampleEntry (16 bytes) + VisualSampleEntry fields (70 bytes), then child boxes.
+        let end = entry_at.checked_add(entry_size)?;
+        let mut pos = entry_at + 86;
+        for _ in 0..16 {
+            if end.checked_sub(pos)? < 8 {
+                return None;
+            }
+            let mut h = [0u8; 8];
+            self.read_at(pos, &mut h).ok()?;
+            let size = u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+            if size < 8 || size > end - pos {
+                return None;
+            }
+            if &h[4..8] == b"avcC" {
+                if size - 8 > MAX_CONFIG_BYTES {
+                    return None;
+                }
+                let mut body = vec![0u8; usize::try_from(size - 8).ok()?];
+                self.read_at(pos + 8, &mut body).ok()?;
+                return Some(body);
+            }
+            pos += size;
+        }
+        None
+    }
+
+    /// 1-based number of the first sync sample: the first `stss` entry, or sample 1 when the
+    /// track has no `stss` (every sample is a sync sample).
+    fn first_sync_sample(&mut self, t: &Track) -> Option<u64> {
+        let Some((body, end)) = t.stss else {
+            return Some(1);
+        };
+        let mut table = Table::new(body, end);
+        let count = table.u32(self, 4)?;
+        if count == 0 {
+            return None;
+        }
+        let n = table.u32(self, 8)?;
+        (n > 0).then_some(u64::from(n))
+    }
+
+    /// File offset and size of sample `n` (1-based), from `stsz`, `stsc` and `stco`/`co64`.
+    fn sample_location(&mut self, t: &Track, n: u64) -> Option<(u64, u64)> {
+        let (sz_body, sz_end) = t.stsz?;
+        let mut stsz = Table::new(sz_body, sz_end);
+        let uniform = u64::from(stsz.u32(self, 4)?);
+        let count = u64::from(stsz.u32(self, 8)?);
+        if n > count {
+            return None;
+        }
+        let mut size_of = |p: &mut Self, k: u64| -> Option<u64> {
+            if uniform != 0 {
+                Some(uniform)
+            } else {
+                stsz.u32(p, 12 + 4 * (k - 1)).map(u64::from)
+            }
+        };
+        let size = size_of(self, n)?;
+
+        // stsc: runs of chunks with the same samples-per-chunk; find the chunk holding `n`.
+        let (sc_body, sc_end) = t.stsc?;
+        let mut stsc = Table::new(sc_body, sc_end);
+        let runs = u64::from(stsc.u32(self, 4)?);
+        let mut before = 0u64; // samples in the runs already passed
+        let mut found = None;
+        for i in 0..runs.min(MAX_TABLE_ENTRIES) {
+            let first = u64::from(stsc.u32(self, 8 + 12 * i)?);
+            let per_chunk = u64::from(stsc.u32(self, 8 + 12 * i + 4)?);
+            if first == 0 || per_chunk == 0 {
+                return None;
+            }
+            let in_run = if i + 1 < runs {
+                let next = u64::from(stsc.u32(self, 8 + 12 * (i + 1))?);
+                next.checked_sub(first)
+                    .filter(|&c| c > 0)?
+                    .checked_mul(per_chunk)?
+            } else {
+                u64::MAX
+            };
+            let idx = n - 1 - before;
+            if idx < in_run {
+                found = Some((first + idx / per_chunk, idx % per_chunk));
+                break;
+            }
+            before = before.checked_add(in_run)?;
+        }
+        let (chunk, in_chunk) = found?;
+        if in_chunk > MAX_TABLE_ENTRIES {
+            return None;
+        }
+
+        let (co_body, co_end, wide) = t.chunk_offsets?;
+        let mut co = Table::new(co_body, co_end);
+        if chunk > u64::from(co.u32(self, 4)?) {
+            return None;
+        }
+        let chunk_at = if wide {
+            co.u64(self, 8 + 8 * (chunk - 1))?
+        } else {
+            u64::from(co.u32(self, 8 + 4 * (chunk - 1))?)
+        };
+        // The sample follows the chunk's earlier samples.
+        let mut offset = chunk_at;
+        for k in (n - in_chunk)..n {
+            offset = offset.checked_add(size_of(self, k)?)?;
+        }
+        (offset.checked_add(size)? <= self.len).then_some((offset, size))
+    }
+}
+
+/// Reads big-endian fields of one table box through a small cached block, never past its end.
+struct Table {
+    body: u64,
+    end: u64,
+    block_at: u64,
+    block: Vec<u8>,
+}
+
+impl Table {
+    const BLOCK: u64 = 4096;
+
+    fn new(body: u64, end: u64) -> Table {
+        Table {
+            body,
+            end,
+            block_at: 0,
+            block: Vec::new(),
+        }
+    }
+
+    /// `N` bytes at `rel` (from the body start), or `None` past the box.
+    fn get<const N: usize, R: Read + Seek>(
+        &mut self,
+        p: &mut Parser<R>,
+        rel: u64,
+    ) -> Option<[u8; N]> {
+        let at = self.body.checked_add(rel)?;
+        if at.checked_add(N as u64)? > self.end {
+            return None;
+        }
+        let cached =
+            at >= self.block_at && at + N as u64 <= self.block_at + self.block.len() as u64;
+        if !cached {
+            let len = (self.end - at).min(Self::BLOCK);
+            self.block = vec![0u8; usize::try_from(len).ok()?];
+            p.read_at(at, &mut self.block).ok()?;
+            self.block_at = at;
+        }
+        let from = usize::try_from(at - self.block_at).ok()?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.block.get(from..from + N)?);
+        Some(out)
+    }
+
+    fn u32<R: Read + Seek>(&mut self, p: &mut Parser<R>, rel: u64) -> Option<u32> {
+        self.get::<4, R>(p, rel).map(u32::from_be_bytes)
+    }
+
+    fn u64<R: Read + Seek>(&mut self, p: &mut Parser<R>, rel: u64) -> Option<u64> {
+        self.get::<8, R>(p, rel).map(u64::from_be_bytes)
     }
 }
 
@@ -508,7 +799,12 @@ fn parse_esds(b: &[u8]) -> Option<(u32, u16)> {
 
 /// Sample description: the first entry's four-character code, plus audio rate/channels or
 /// visual width/height when the entry is a plain ISO one.
-fn parse_stsd(p: &Payload<'_>, body_len: u64, t: &mut Track) -> Result<(), MediaError> {
+fn parse_stsd(
+    p: &Payload<'_>,
+    body_at: u64,
+    body_len: u64,
+    t: &mut Track,
+) -> Result<(), MediaError> {
     let short = || bad("stsd too short");
     let count = p.u32(4).ok_or_else(short)?;
     // Each entry is at least a size and a type (8 bytes): a count that cannot fit in the box is
@@ -522,6 +818,7 @@ fn parse_stsd(p: &Payload<'_>, body_len: u64, t: &mut Track) -> Result<(), Media
     }
     let codec = p.bytes4(12).ok_or_else(short)?;
     t.codec = Some(fourcc(&codec));
+    t.entry = Some((codec, body_at + 8, entry_size));
     // Entry fields, relative to the entry start (offset 8 in the body): size, type, 6 reserved
     // bytes, data reference index (2) = 16 bytes of SampleEntry, then the specific fields.
     let e = 8usize;
@@ -1052,6 +1349,112 @@ mod tests {
                 }
             );
         }
+    }
+
+    /// A video track whose tables put the `n`-th sample (`sizes`, one chunk per `per_chunk`
+    /// samples) at `chunk_at`; `stss` lists `sync` unless empty.
+    fn table_trak(sizes: &[u32], per_chunk: u32, chunks: &[u32], sync: &[u32]) -> Vec<u8> {
+        let mut avcc_entry = avc1(64, 48);
+        let avcc = bx(b"avcC", &[1, 66, 0, 30, 0xFF, 0xE0, 0]);
+        avcc_entry.extend_from_slice(&avcc);
+        let len = u32::try_from(avcc_entry.len()).unwrap();
+        avcc_entry[..4].copy_from_slice(&len.to_be_bytes());
+        let full = |v: &[u32]| {
+            let mut b = vec![0u8; 4];
+            for x in v {
+                b.extend_from_slice(&x.to_be_bytes());
+            }
+            b
+        };
+        let mut stsz = vec![0u32, u32::try_from(sizes.len()).unwrap()];
+        stsz.extend_from_slice(sizes);
+        let mut stco = vec![u32::try_from(chunks.len()).unwrap()];
+        stco.extend_from_slice(chunks);
+        let mut tables = vec![
+            stsd_entry(avcc_entry),
+            bx(b"stsz", &full(&stsz)),
+            bx(b"stsc", &full(&[1, 1, per_chunk, 1])),
+            bx(b"stco", &full(&stco)),
+        ];
+        if !sync.is_empty() {
+            let mut stss = vec![u32::try_from(sync.len()).unwrap()];
+            stss.extend_from_slice(sync);
+            tables.push(bx(b"stss", &full(&stss)));
+        }
+        let stbl = bx(b"stbl", &cat(&tables));
+        let mdia = bx(
+            b"mdia",
+            &cat(&[mdhd(90_000, 450_000), hdlr(b"vide"), bx(b"minf", &stbl)]),
+        );
+        bx(b"trak", &cat(&[tkhd(IDENTITY, 64, 48), mdia]))
+    }
+
+    fn frame_of(file: &[u8]) -> Result<KeyFrame, Skip> {
+        parse(
+            Cursor::new(file),
+            file.len() as u64,
+            &Limits::default(),
+            true,
+        )
+        .unwrap()
+        .1
+    }
+
+    #[test]
+    fn key_frame_is_located_through_the_tables() {
+        // mdat at a known offset: ftyp (32) + mdat header (8) = 40; samples of 3, 4, 5 bytes.
+        let mdat = bx(b"mdat", b"aaabbbbccccc");
+        let head = cat(&[ftyp(b"isom"), mdat]);
+        assert_eq!(head.len(), 52);
+        // Two samples per chunk, chunks at 40 and 47; stss says the key frame is sample 3.
+        let file = cat(&[
+            head.clone(),
+            moov(&[table_trak(&[3, 4, 5], 2, &[40, 47], &[3])]),
+        ]);
+        let f = frame_of(&file).unwrap();
+        assert_eq!((f.codec, f.sample.as_slice()), (*b"avc1", &b"ccccc"[..]));
+        assert_eq!(f.config, [1, 66, 0, 30, 0xFF, 0xE0, 0]);
+        // No stss: every sample is a key frame, so the first one.
+        let file = cat(&[head.clone(), moov(&[table_trak(&[3, 4, 5], 3, &[40], &[])])]);
+        assert_eq!(frame_of(&file).unwrap().sample, b"aaa");
+        // Second sample of a chunk: after the first one.
+        let file = cat(&[
+            head.clone(),
+            moov(&[table_trak(&[3, 4, 5], 3, &[40], &[2])]),
+        ]);
+        assert_eq!(frame_of(&file).unwrap().sample, b"bbbb");
+    }
+
+    #[test]
+    fn hostile_tables_give_no_key_frame() {
+        let head = cat(&[ftyp(b"isom"), bx(b"mdat", b"aaabbbbccccc")]);
+        for (name, trak) in [
+            (
+                "sync sample past the count",
+                table_trak(&[3], 1, &[40], &[9]),
+            ),
+            ("sync sample 0", table_trak(&[3], 1, &[40], &[0])),
+            (
+                "chunk offset past the file",
+                table_trak(&[3], 1, &[4000], &[]),
+            ),
+            ("size past the file", table_trak(&[u32::MAX], 1, &[40], &[])),
+            (
+                "no chunk for the sample",
+                table_trak(&[3, 4], 1, &[40], &[2]),
+            ),
+            ("zero samples per chunk", table_trak(&[3], 0, &[40], &[])),
+        ] {
+            let file = cat(&[head.clone(), moov(&[trak])]);
+            let got = frame_of(&file);
+            assert!(
+                matches!(got, Err(Skip::NoKeyFrame | Skip::FrameTooLarge)),
+                "{name}: {got:?}"
+            );
+        }
+        // The synthetic tracks without tables or avcC.
+        let file = cat(&[ftyp(b"isom"), moov(&[video_trak(IDENTITY)])]);
+        assert_eq!(frame_of(&file), Err(Skip::FrameUndecodable));
     }
 
     #[test]

@@ -906,7 +906,7 @@ fn scan_gif(data: &[u8], limits: &Limits) -> Result<Scan, MediaError> {
 // Decoding and the thumbnail.
 
 /// Size that fits in a `side`×`side` box, aspect kept; never larger than the image.
-fn fit(width: u32, height: u32, side: u32) -> (u32, u32) {
+pub(super) fn fit(width: u32, height: u32, side: u32) -> (u32, u32) {
     let side = side.max(1);
     if width <= side && height <= side {
         return (width, height);
@@ -1007,8 +1007,9 @@ fn flatten(image: DynamicImage) -> RgbImage {
     rgb
 }
 
-/// JPEG thumbnail and blurhash of a decoded image (any scale), turned upright.
-fn thumbnail(
+/// JPEG thumbnail and blurhash of a decoded image (any scale), turned upright (EXIF
+/// `orientation`). Also makes the video thumbnails.
+pub(super) fn thumbnail(
     image: DynamicImage,
     orientation: u8,
     side: u32,

@@ -191,11 +191,39 @@ impl Pool {
     /// Analyze `input` (declared `kind`) in a worker; a cleaned copy may be written to
     /// `output` (from its start; the caller rewinds before reading it). The worker gets
     /// duplicates of both descriptors and nothing else.
+    ///
+    /// A video whose worker died (the thumbnail's C++ decoder crashed, ran out of memory or past
+    /// its frame deadline) is analysed once more without a thumbnail: the thumbnail is optional,
+    /// the upload is not. That answer says `thumbnail_skipped: decoder-failed`.
     pub async fn analyze(
         self: &Arc<Self>,
         kind: MediaKind,
         input: &File,
         output: &File,
+    ) -> Result<Analysis, PoolError> {
+        let limits = self.cfg.limits.clone();
+        match self.analyze_once(kind, input, output, limits.clone()).await {
+            Err(PoolError::WorkerFailed(why))
+                if kind == MediaKind::Video && limits.video_thumbnail =>
+            {
+                tracing::info!(why, "video thumbnail decoder failed; analysing without it");
+                let without = Limits {
+                    video_thumbnail: false,
+                    ..limits
+                };
+                self.analyze_once(kind, input, output, without).await
+            }
+            other => other,
+        }
+    }
+
+    /// One analysis in one worker, counted in the pipeline metrics.
+    async fn analyze_once(
+        self: &Arc<Self>,
+        kind: MediaKind,
+        input: &File,
+        output: &File,
+        limits: Limits,
     ) -> Result<Analysis, PoolError> {
         let dup = |f: &File| {
             f.try_clone()
@@ -223,7 +251,9 @@ impl Pool {
             .map_err(|_| PoolError::Busy)?
             .map_err(|_| PoolError::Busy)?;
         let _busy = metrics.map(|m| crate::metrics::GaugeGuard::new(&m.media_workers_busy));
-        let result = self.analyze_with(permit, kind, len, input, output).await;
+        let result = self
+            .analyze_with(permit, kind, len, input, output, limits)
+            .await;
         if let (Some(m), Err(PoolError::WorkerFailed(why))) = (metrics, &result) {
             m.media_worker_failures
                 .with_label_values(&[failure_reason(why)])
@@ -239,12 +269,9 @@ impl Pool {
         len: u64,
         input: File,
         output: File,
+        limits: Limits,
     ) -> Result<Analysis, PoolError> {
-        let req = Request {
-            kind,
-            len,
-            limits: self.cfg.limits.clone(),
-        };
+        let req = Request { kind, len, limits };
         let pool = self.clone();
         let worker = match self.idle.lock().ok().and_then(|mut v| v.pop()) {
             Some(w) => w,
