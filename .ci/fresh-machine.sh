@@ -32,6 +32,7 @@ DENY = {
 ALLOW = {
     ("aws-lc-sys", "cmake"): "builds with the cc crate on Linux x86_64/aarch64; cmake only for FIPS or AWS_LC_SYS_CMAKE_BUILDER=1",
     ("aws-lc-sys", "pkg-config"): "only with AWS_LC_SYS_USE_SYSTEM=1 (link a system aws-lc)",
+    ("openh264-sys2", "nasm-rs"): "nasm only adds assembly: when it is missing or fails, the build script compiles the C++ alone (build.rs: 'Failed to compile NASM files, not using any assembly')",
 }
 names = {p["id"]: p["name"] for p in meta["packages"]}
 bad = []
