@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use interop_media::client::{self, ClientError};
 use interop_media::config::{Config, Settings, Sources};
 use interop_media::crypto::keys::SecretKey;
@@ -46,48 +46,6 @@ struct ServeArgs {
     config: ConfigArgs,
 }
 
-/// E2EE attachment formats (`opaque`: upload only, no sealing).
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Whatsapp,
-    Signal,
-    Opaque,
-}
-
-/// Media kinds.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum KindArg {
-    Image,
-    Sticker,
-    Voice,
-    Audio,
-    Video,
-    Document,
-}
-
-impl FormatArg {
-    fn name(self) -> &'static str {
-        match self {
-            FormatArg::Whatsapp => "whatsapp",
-            FormatArg::Signal => "signal",
-            FormatArg::Opaque => "opaque",
-        }
-    }
-}
-
-impl KindArg {
-    fn name(self) -> &'static str {
-        match self {
-            KindArg::Image => "image",
-            KindArg::Sticker => "sticker",
-            KindArg::Voice => "voice",
-            KindArg::Audio => "audio",
-            KindArg::Video => "video",
-            KindArg::Document => "document",
-        }
-    }
-}
-
 const CLIENT_EXIT_CODES: &str = "Exit codes: 0 ok; 2 usage or configuration (bad arguments, \
 unreadable file, bad descriptor or state file); 3 verification failed (digest, MAC, padding, \
 length) or the media pipeline refused the file; 4 server or network error (for a resumable \
@@ -109,9 +67,9 @@ enum Command {
     Prepare {
         file: PathBuf,
         #[arg(long, value_enum)]
-        format: FormatArg,
+        format: MediaFormat,
         #[arg(long, value_enum)]
-        kind: KindArg,
+        kind: MediaKind,
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
         /// WhatsApp streaming sidecar (default: on for video, audio and voice).
@@ -154,9 +112,9 @@ enum Command {
         #[arg(long)]
         key_file: PathBuf,
         #[arg(long, value_enum, default_value = "whatsapp")]
-        format: FormatArg,
+        format: MediaFormat,
         #[arg(long, value_enum, default_value = "document")]
-        kind: KindArg,
+        kind: MediaKind,
         /// The file is already sealed: upload it as is.
         #[arg(long)]
         sealed: bool,
@@ -424,22 +382,6 @@ async fn run_sweep(config: ConfigArgs, dry_run: bool) -> Result<u64, String> {
     Ok(report.errors)
 }
 
-fn parse_format_kind(
-    format: FormatArg,
-    kind: KindArg,
-) -> Result<(MediaFormat, MediaKind), ClientError> {
-    let (format, kind) = (format.name(), kind.name());
-    let f = format.parse().map_err(|()| ClientError {
-        code: 2,
-        message: format!("unknown format `{format}`"),
-    })?;
-    let k = kind.parse().map_err(|()| ClientError {
-        code: 2,
-        message: format!("unknown kind `{kind}`"),
-    })?;
-    Ok((f, k))
-}
-
 fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result<(), ClientError> {
     match command {
         Command::Prepare {
@@ -451,12 +393,11 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
             descriptor_out,
             raw,
         } => {
-            let (f, k) = parse_format_kind(format, kind)?;
             let d = if raw {
-                client::prepare(&file, &output, f, k, sidecar)?
+                client::prepare(&file, &output, format, kind, sidecar)?
             } else {
-                let inspected = runtime.block_on(client::inspect(k, &file))?;
-                let mut d = client::prepare(&inspected.path, &output, f, k, sidecar)?;
+                let inspected = runtime.block_on(client::inspect(kind, &file))?;
+                let mut d = client::prepare(&inspected.path, &output, format, kind, sidecar)?;
                 d.mime = Some(inspected.analysis.mime.clone());
                 d.metadata = serde_json::to_value(&inspected.analysis).ok();
                 d
@@ -497,7 +438,6 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
             attempts,
             max_rate,
         } => {
-            let (f, k) = parse_format_kind(format, kind)?;
             let key = std::fs::read_to_string(&key_file).map_err(|e| ClientError {
                 code: 2,
                 message: format!("{}: {e}", key_file.display()),
@@ -519,8 +459,8 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
                     &file,
                     &server,
                     key.trim(),
-                    f,
-                    k,
+                    format,
+                    kind,
                     mode,
                     &audience,
                     &opts,
@@ -530,8 +470,8 @@ fn client_command(command: Command, runtime: &tokio::runtime::Runtime) -> Result
                     &file,
                     &server,
                     key.trim(),
-                    f,
-                    k,
+                    format,
+                    kind,
                     mode,
                     &audience,
                 ))?;

@@ -6,8 +6,20 @@ use std::str::FromStr;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-/// What a blob is, as declared by the gateway (`X-Media-Kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+/// What a blob is, as declared by the gateway (`X-Media-Kind`); also the CLI's `--kind`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaKind {
     Image,
@@ -56,8 +68,9 @@ impl FromStr for MediaKind {
     }
 }
 
-/// The end-to-end attachment format a sealed blob claims to be in (`X-Media-Format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The end-to-end attachment format a sealed blob claims to be in (`X-Media-Format`); also the
+/// CLI's `--format` (`opaque`: upload only, no sealing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaFormat {
     /// `AES-256-CBC(enc) || HMAC-SHA256[..10]`.
