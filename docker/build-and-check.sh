@@ -183,7 +183,10 @@ log "check: HEALTHCHECK command (liveness) passes"
 B run --isolation chroot --env INTEROP_MEDIA_SERVER__LISTEN=127.0.0.1:$port "$ctr" -- interop-media healthcheck \
     || fail "healthcheck"
 curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || fail "/readyz"
-curl -sf "http://127.0.0.1:$mport/metrics" | grep -q '^interop_media_build_info' || fail "/metrics on its own port"
+# Read whole before grepping: with pipefail, `curl | grep -q` fails when grep stops reading
+# early and curl gets SIGPIPE.
+metrics=$(curl -sf "http://127.0.0.1:$mport/metrics") || fail "/metrics on its own port"
+grep -q '^interop_media_build_info' <<<"$metrics" || fail "/metrics on its own port"
 echo "readyz 200, /metrics on :$mport"
 
 log "check: seal-for-me starts a caged worker inside the image (seccomp)"
@@ -197,7 +200,8 @@ seccomp=$(awk '/^Seccomp:/ {print $2}' "/proc/$wpid/status")
 wuid=$(awk '/^Uid:/ {print $2}' "/proc/$wpid/status")
 [ "$seccomp" = 2 ] || fail "worker seccomp mode $seccomp (2 = filter)"
 echo "worker pid $wpid: uid $wuid, Seccomp $seccomp (filter); upload 201"
-curl -sf "http://127.0.0.1:$mport/metrics" | grep -q '^interop_media_media_queue_wait_seconds_count{outcome="acquired"} 1' \
+metrics=$(curl -sf "http://127.0.0.1:$mport/metrics") || fail "/metrics after the upload"
+grep -q '^interop_media_media_queue_wait_seconds_count{outcome="acquired"} 1' <<<"$metrics" \
     || fail "seal pipeline metrics"
 
 log "check: upload -> token -> download round trip"

@@ -258,13 +258,22 @@ impl SidecarVerifier {
 mod tests {
     use super::*;
 
-    /// The other reading, written independently: a window is emitted only while it holds a
-    /// byte the previous window does not (`n*K + 16 < L`, window 0 always).
-    fn reference_short(mac_key: &[u8; 32], s: &[u8]) -> Vec<u8> {
+    /// Both readings of the window rule, written independently of the streaming code:
+    /// windows start every K bytes while a window starts inside the stream (`n*K < L`, ours),
+    /// or, for the other reading, only while a window holds a byte the previous one does not
+    /// (`n*K + 16 < L`; window 0 always).
+    fn reference_with(mac_key: &[u8; 32], s: &[u8], short: bool) -> Vec<u8> {
         let k = WINDOW as usize;
         let mut out = Vec::new();
         let mut n = 0;
-        while n == 0 || n * k + 16 < s.len() {
+        let more = |n: usize| {
+            if short {
+                n == 0 || n * k + 16 < s.len()
+            } else {
+                n * k < s.len()
+            }
+        };
+        while more(n) {
             let end = s.len().min((n + 1) * k + 16);
             let mut h = hmac_sha256(mac_key);
             h.update(&s[n * k..end]);
@@ -272,6 +281,14 @@ mod tests {
             n += 1;
         }
         out
+    }
+
+    fn reference_short(mac_key: &[u8; 32], s: &[u8]) -> Vec<u8> {
+        reference_with(mac_key, s, true)
+    }
+
+    fn reference(mac_key: &[u8; 32], s: &[u8]) -> Vec<u8> {
+        reference_with(mac_key, s, false)
     }
 
     #[test]
@@ -331,20 +348,6 @@ mod tests {
                 assert!(check_len(&longer, blob_len as u64).is_err());
             }
         }
-    }
-
-    fn reference(mac_key: &[u8; 32], s: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let k = WINDOW as usize;
-        let mut n = 0;
-        while n * k < s.len() {
-            let end = s.len().min((n + 1) * k + 16);
-            let mut h = hmac_sha256(mac_key);
-            h.update(&s[n * k..end]);
-            out.extend_from_slice(&h.finalize().into_bytes()[..10]);
-            n += 1;
-        }
-        out
     }
 
     #[test]
