@@ -144,6 +144,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ctr=$(B from --pull-never "$IMAGE")
 cleanup() {
+    # buildah does not pass the signal on to the service inside: stop that one by its pid.
+    [ -n "${spid:-}" ] && kill "$spid" 2>/dev/null || true
     [ -n "${svc_pid:-}" ] && kill "$svc_pid" 2>/dev/null || true
     [ -n "${svc_pid:-}" ] && wait "$svc_pid" 2>/dev/null || true
     B rm "$ctr" >/dev/null 2>&1 || true
@@ -172,7 +174,7 @@ done
 grep -q "listening on" "$run_dir/stdout" || { cat "$run_dir/stderr"; fail "service did not start"; }
 echo "listening on 127.0.0.1:$port (metrics :$mport)"
 spid=$(pgrep -f "interop-media serve" | while read -r p; do
-    [ "$(readlink /proc/$p/exe 2>/dev/null | xargs -r basename)" = interop-media ] && echo "$p"; done | head -n1)
+    [ "$(readlink /proc/$p/exe 2>/dev/null | xargs -r basename)" = interop-media ] && echo "$p"; done | sed -n 1p)
 uid=$(awk '/^Uid:/ {print $2}' "/proc/$spid/status")
 [ "$uid" = 10001 ] || fail "service runs as uid $uid"
 echo "service pid $spid runs as uid $uid"
@@ -194,7 +196,7 @@ convert -size 64x48 gradient:red-blue "$run_dir/photo.jpg"
 code=$(curl -s -o "$run_dir/seal.json" -w '%{http_code}' -X POST "http://127.0.0.1:$port/v1/media?seal=whatsapp" \
     -H "Authorization: Bearer $partner_key" -H 'X-Media-Kind: image' --data-binary @"$run_dir/photo.jpg")
 [ "$code" = 201 ] || { cat "$run_dir/seal.json"; fail "seal-for-me upload answered $code"; }
-wpid=$(pgrep -f "interop-media worker" | head -n1)
+wpid=$(pgrep -f "interop-media worker" | sed -n 1p)
 [ -n "$wpid" ] || fail "no media worker process"
 seccomp=$(awk '/^Seccomp:/ {print $2}' "/proc/$wpid/status")
 wuid=$(awk '/^Uid:/ {print $2}' "/proc/$wpid/status")
