@@ -27,6 +27,9 @@ fn run(args: &[&str], envs: &[(&str, String)]) -> std::process::Output {
 }
 
 /// Key files and the environment of a minimal valid configuration on local files.
+/// The public base URL the production-shaped configurations here declare.
+const PUBLIC_URL: &str = "https://media.example.test";
+
 fn keyed_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     keyed_env_with_partner(dir).0
 }
@@ -72,6 +75,8 @@ fn keyed_env_with_partner(dir: &std::path::Path) -> (Vec<(&'static str, String)>
             "INTEROP_MEDIA_STORAGE__URL",
             format!("file://{}", dir.join("objects").display()),
         ),
+        // Required outside --dev; links are minted under it, whatever the request's Host.
+        ("INTEROP_MEDIA_SERVER__PUBLIC_URL", PUBLIC_URL.into()),
     ];
     (env, partner_key)
 }
@@ -183,10 +188,18 @@ fn logs_carry_access_lines_and_audit_events_and_no_secrets() {
     // keys from files, a configured partner, JSON logs.
     let dir = tempfile::tempdir().unwrap();
     let (env, key) = keyed_env_with_partner(dir.path());
+    // Outside --dev, /metrics is served only on its own listener.
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
     let mut svc = ServiceBuilder::new()
         .dev(false)
         .envs(env)
         .env("INTEROP_MEDIA_SERVER__LOG_FORMAT", "json")
+        .env(
+            "INTEROP_MEDIA_SERVER__METRICS_LISTEN",
+            metrics_addr.to_string(),
+        )
         .spawn();
     let c = http();
     let body = b"sealed bytes for the log test".to_vec();
@@ -218,7 +231,16 @@ fn logs_carry_access_lines_and_audit_events_and_no_secrets() {
         let v: Value = r.json().await.unwrap();
         let token = v["token"].as_str().unwrap().to_string();
         let url = v["url"].as_str().unwrap().to_string();
-        let got = c.get(&url).send().await.unwrap().bytes().await.unwrap();
+        // Minted under the configured public URL; fetched here from the bound address.
+        assert_eq!(url, format!("{PUBLIC_URL}/v1/download/{token}"));
+        let got = c
+            .get(svc.url(&format!("/v1/download/{token}")))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(got.as_ref(), body.as_slice());
         // Refusals: a wrong key, a malformed mint request, a forged token.
         let r = c
@@ -262,7 +284,7 @@ fn logs_carry_access_lines_and_audit_events_and_no_secrets() {
             .unwrap();
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
         let m = c
-            .get(svc.url("/metrics"))
+            .get(format!("http://{metrics_addr}/metrics"))
             .send()
             .await
             .unwrap()
