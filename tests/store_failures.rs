@@ -3,8 +3,10 @@
 //! upload; a client that disconnects mid-upload gets its multipart upload aborted too; a
 //! resumable upload whose part write fails keeps its last durable offset and resumes.
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 use std::fmt;
-use std::net::TcpListener;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use interop_media::config::{Config, Settings, Sources};
+use in_process::InProcess;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -162,58 +164,31 @@ impl MultipartUpload for FlakyUpload {
     }
 }
 
+/// The service over a flaky store, and the store itself.
 struct Running {
-    addr: std::net::SocketAddr,
-    key: String,
+    svc: InProcess,
     store: Arc<FlakyStore>,
     faults: Arc<Faults>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Running {
+    type Target = InProcess;
+    fn deref(&self) -> &InProcess {
+        &self.svc
+    }
 }
 
 async fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let dev = interop_media::devkeys::ensure(dir.path()).unwrap();
-    let config = Config::load(&Sources {
-        dev_layer: Some(dev.layer),
-        file: None,
-        env: false,
-    })
-    .unwrap();
-    let mut settings = Settings::resolve(&config).unwrap();
-    settings.storage.part_size = 5 << 20;
-    settings.workers = 1;
-    // In-process: this test binary cannot serve as the media worker.
-    settings.media = None;
     let faults = Arc::new(Faults::default());
     let store = Arc::new(FlakyStore {
         inner: InMemory::new(),
         faults: faults.clone(),
     });
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let shared: Arc<dyn ObjectStore> = store.clone();
-    let task = tokio::spawn(interop_media::run_with_store(
-        settings,
-        shared,
-        listener,
-        async move {
-            let _ = rx.await;
-        },
-        |_| {},
-    ));
-    let key = dev.new_partner_key.unwrap();
     Running {
-        addr,
-        key,
+        svc: in_process::start(shared, 1),
         store,
         faults,
-        stop: Some(tx),
-        task,
-        _dir: dir,
     }
 }
 
@@ -229,14 +204,7 @@ impl Running {
     }
 
     async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        self.svc.stop().await.unwrap();
     }
 }
 

@@ -7,8 +7,10 @@
 //!
 //! `cargo test --test store_faults -- --nocapture`
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 use std::fmt;
-use std::net::TcpListener;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use interop_media::config::{Config, Settings, Sources};
+use in_process::InProcess;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -193,29 +195,21 @@ impl MultipartUpload for FaultUpload {
     }
 }
 
+/// The service over a fault-injecting store, and the store underneath.
 struct Running {
-    addr: std::net::SocketAddr,
-    key: String,
+    svc: InProcess,
     store: Arc<InMemory>,
     faults: Arc<Faults>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Running {
+    type Target = InProcess;
+    fn deref(&self) -> &InProcess {
+        &self.svc
+    }
 }
 
 async fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let dev = interop_media::devkeys::ensure(dir.path()).unwrap();
-    let config = Config::load(&Sources {
-        dev_layer: Some(dev.layer),
-        file: None,
-        env: false,
-    })
-    .unwrap();
-    let mut settings = Settings::resolve(&config).unwrap();
-    settings.storage.part_size = 5 << 20;
-    settings.workers = 2;
-    settings.media = None;
     let faults = Arc::new(Faults {
         rng: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
         ..Default::default()
@@ -225,27 +219,10 @@ async fn start() -> Running {
         inner: inner.clone(),
         faults: faults.clone(),
     });
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(interop_media::run_with_store(
-        settings,
-        store,
-        listener,
-        async move {
-            let _ = rx.await;
-        },
-        |_| {},
-    ));
     Running {
-        addr,
-        key: dev.new_partner_key.unwrap(),
+        svc: in_process::start(store, 2),
         store: inner,
         faults,
-        stop: Some(tx),
-        task,
-        _dir: dir,
     }
 }
 
@@ -370,8 +347,5 @@ async fn uploads_under_injected_store_faults() {
     r.faults.latency_ms.store(20, Ordering::SeqCst);
     let slow = round(&r, 8, 0, "20 ms per call").await;
     assert_eq!(slow, 1.0);
-    if let Some(tx) = r.stop.take() {
-        let _ = tx.send(());
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(20), r.task).await;
+    let _ = r.svc.stop().await;
 }
