@@ -14,6 +14,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpMessage, ResponseError, web};
 use object_store::ObjectStore;
+use object_store::multipart::MultipartStore;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -24,7 +25,7 @@ use crate::metrics::{InstrumentedStore, Metrics};
 use crate::pipeline::pool::Pool;
 use crate::routes;
 use crate::seal;
-use crate::storage::Backend;
+use crate::storage::{Backend, Retrier, RetryPolicy, RetryingMultipart, RetryingStore};
 use crate::uploads::parts::PartStore;
 
 /// Everything a request handler may use. Cheap to share; no per-request state.
@@ -67,9 +68,19 @@ impl AppState {
     pub fn new(settings: Settings, backend: Backend) -> Result<AppState, String> {
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         let ids = MediaIds::new(settings.master_keys.active().1);
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(InstrumentedStore::new(backend.store, metrics.clone()));
-        let parts = PartStore::new(store.clone(), backend.multipart, metrics.clone());
+        // Retries outermost: every attempt is timed and counted by the instrumentation.
+        let retrier = Retrier::new(
+            RetryPolicy::from_settings(&settings.storage),
+            metrics.store_retries.clone(),
+        );
+        let store: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(
+            Arc::new(InstrumentedStore::new(backend.store, metrics.clone())),
+            retrier.clone(),
+        ));
+        let multipart = backend.multipart.map(|m| {
+            Arc::new(RetryingMultipart::new(m, retrier.clone())) as Arc<dyn MultipartStore>
+        });
+        let parts = PartStore::new(store.clone(), multipart, metrics.clone());
         seal::purge_stale(settings.media_tmp_dir.as_deref());
         let pool = match &settings.media {
             Some(cfg) => {

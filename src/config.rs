@@ -83,6 +83,7 @@ pub struct StorageConfig {
     pub request_timeout_s: u64,
     pub max_retries: usize,
     pub retry_timeout_s: u64,
+    pub stall_timeout_s: u64,
     pub probe_timeout_ms: u64,
     pub probe_cache_ms: u64,
     pub s3: S3Config,
@@ -397,6 +398,8 @@ pub struct StorageSettings {
     pub request_timeout: Duration,
     pub max_retries: usize,
     pub retry_timeout: Duration,
+    /// A store read that delivers no byte for this long is resumed from where it stopped.
+    pub stall_timeout: Duration,
     /// `/readyz`: how long it waits for the store, and how long a probe result is reused.
     pub probe_timeout: Duration,
     pub probe_cache: Duration,
@@ -572,10 +575,14 @@ impl Settings {
                 "must be between 1 and 16",
             ));
         }
-        if st.connect_timeout_ms == 0 || st.request_timeout_s == 0 || st.retry_timeout_s == 0 {
+        if st.connect_timeout_ms == 0
+            || st.request_timeout_s == 0
+            || st.retry_timeout_s == 0
+            || st.stall_timeout_s == 0
+        {
             return Err(ConfigError::new(
                 "storage",
-                "connect_timeout_ms, request_timeout_s and retry_timeout_s must be at least 1",
+                "connect_timeout_ms, request_timeout_s, retry_timeout_s and stall_timeout_s must be at least 1",
             ));
         }
         if !(50..=30_000).contains(&st.probe_timeout_ms) {
@@ -704,6 +711,7 @@ impl Settings {
                 request_timeout: Duration::from_secs(st.request_timeout_s),
                 max_retries: st.max_retries,
                 retry_timeout: Duration::from_secs(st.retry_timeout_s),
+                stall_timeout: Duration::from_secs(st.stall_timeout_s),
                 probe_timeout: Duration::from_millis(st.probe_timeout_ms),
                 probe_cache: Duration::from_millis(st.probe_cache_ms),
                 s3: S3Settings {

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -24,7 +24,7 @@ use crate::crypto::object::{ObjectMeta, seal_header};
 use crate::crypto::stream::{Sealer, plain_len};
 use crate::error::{ApiError, StoreError};
 use crate::media::{MediaFormat, MediaKind};
-use crate::storage::{Head, media_path, read_head};
+use crate::storage::{Head, PartWriter, media_path, read_head};
 
 /// Why reading a request body failed.
 #[derive(Debug)]
@@ -211,7 +211,7 @@ impl Intake {
 /// A multipart upload that is aborted unless it was completed: dropping the request future
 /// (client gone, shutdown) spawns the abort, so no parts linger.
 struct MultipartGuard {
-    upload: Option<WriteMultipart>,
+    upload: Option<PartWriter>,
     metrics: crate::metrics::Metrics,
     cleanup: crate::app::Cleanup,
 }
@@ -409,12 +409,14 @@ where
             Sink::Buffer(buf) => {
                 sealer.push(&piece, buf);
                 if buf.len() > storage.part_size {
-                    let upload = state
-                        .store
-                        .put_multipart(path)
-                        .await
-                        .map_err(StoreError::from)?;
-                    let mut w = WriteMultipart::new_with_chunk_size(upload, storage.part_size);
+                    let mut w = PartWriter::begin(
+                        state.store.as_ref(),
+                        state.parts.native(),
+                        path,
+                        storage.part_size,
+                    )
+                    .await
+                    .map_err(StoreError::from)?;
                     w.put(buf.split().freeze());
                     *sink = Sink::Multipart(Box::new(MultipartGuard {
                         upload: Some(w),

@@ -40,6 +40,8 @@ pub struct MetricsInner {
     pub bytes_out: IntCounterVec,
     pub store_duration: HistogramVec,
     pub store_errors: IntCounterVec,
+    /// Store calls repeated after a transient failure (and reads resumed), by operation.
+    pub store_retries: IntCounterVec,
     pub tokens_minted: IntCounter,
     pub token_mint_requests: IntCounterVec,
     pub tokens_rejected: IntCounterVec,
@@ -126,6 +128,11 @@ impl Metrics {
             store_errors: counter_vec(
                 "store_errors_total",
                 "Object store calls that failed, by operation.",
+                &["op"],
+            )?,
+            store_retries: counter_vec(
+                "store_retries_total",
+                "Object store calls repeated after a transient failure, and reads resumed, by operation.",
                 &["op"],
             )?,
             tokens_minted: IntCounter::new("tokens_minted_total", "Download tokens minted.")?,

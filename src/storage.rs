@@ -1,5 +1,12 @@
 //! Object storage: the backend chosen by URL, the key scheme, and reading object headers.
 
+mod part_writer;
+mod resume;
+mod retry;
+
+pub use part_writer::PartWriter;
+pub use retry::{Retrier, RetryPolicy, RetryingMultipart, RetryingStore, is_transient};
+
 use std::sync::Arc;
 
 use bytes::Bytes;

@@ -42,6 +42,11 @@ impl PartStore {
         }
     }
 
+    /// The store's multipart interface, when it has one.
+    pub fn native(&self) -> Option<&Arc<dyn MultipartStore>> {
+        self.native.as_ref()
+    }
+
     /// Start a multipart upload to `target`; `None` when parts are kept as objects.
     pub async fn begin(&self, target: &Path) -> Result<Option<String>, StoreError> {
         let Some(native) = &self.native else {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use interop_media::config::{Config, Settings, Sources};
 use object_store::ObjectStore;
+use object_store::multipart::MultipartStore;
 
 /// A running in-process service.
 pub struct InProcess {
@@ -22,7 +23,18 @@ pub struct InProcess {
 
 /// Start the service on a random loopback port over `store`, with 5 MiB parts and `workers`
 /// HTTP workers.
+#[allow(dead_code)] // each test binary includes this file and uses one of the two starts
 pub fn start(store: Arc<dyn ObjectStore>, workers: usize) -> InProcess {
+    start_backend(store, None, workers, |_| {})
+}
+
+/// [`start`] with the store's multipart interface (as S3 has), and a last say on settings.
+pub fn start_backend(
+    store: Arc<dyn ObjectStore>,
+    multipart: Option<Arc<dyn MultipartStore>>,
+    workers: usize,
+    adjust: impl FnOnce(&mut Settings),
+) -> InProcess {
     let dir = tempfile::tempdir().unwrap();
     let dev = interop_media::devkeys::ensure(dir.path()).unwrap();
     let config = Config::load(&Sources {
@@ -35,13 +47,14 @@ pub fn start(store: Arc<dyn ObjectStore>, workers: usize) -> InProcess {
     settings.storage.part_size = 5 << 20;
     settings.workers = workers;
     settings.media = None;
+    adjust(&mut settings);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(interop_media::run_with_store(
+    let task = tokio::spawn(interop_media::run_with_backend(
         settings,
-        store,
+        interop_media::storage::Backend { store, multipart },
         listener,
         async move {
             let _ = rx.await;
