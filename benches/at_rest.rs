@@ -47,8 +47,8 @@ fn plaintext(len: usize) -> Vec<u8> {
 
 fn seal(cipher: &ChunkCipher, plain: &[u8], out: &mut BytesMut) {
     let mut s = Sealer::new(cipher.clone());
-    s.push(plain, out);
-    s.finish(out);
+    s.push(plain, out).expect("seal");
+    s.finish(out).expect("seal final");
 }
 
 fn tune(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, len: usize) {

@@ -78,8 +78,8 @@ fn sealed_object(ring: &KeyRing, plain: &[u8]) -> bytes::Bytes {
     let mut out = BytesMut::with_capacity(header.len() + sealed_len(plain.len() as u64) as usize);
     out.extend_from_slice(&header);
     let mut s = Sealer::new(cipher);
-    s.push(plain, &mut out);
-    s.finish(&mut out);
+    s.push(plain, &mut out).expect("seal");
+    s.finish(&mut out).expect("seal final");
     out.freeze()
 }
 

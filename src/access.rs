@@ -8,7 +8,7 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::{Method, StatusCode, header};
 use std::time::Duration;
 
-use crate::ingest::id_is_valid;
+use crate::crypto::ids::id_is_valid;
 use crate::metrics::Metrics;
 
 /// What handlers learned about a request, for its log line (request extensions).

@@ -19,8 +19,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Settings;
+use crate::crypto::ids::MediaIds;
 use crate::error::{ApiError, BadRequest};
-use crate::ingest::MediaIds;
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::pipeline::pool::Pool;
 use crate::routes;
@@ -290,11 +290,8 @@ fn request_id(req: &actix_web::dev::ServiceRequest) -> String {
                 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
         .map(str::to_string)
-        .unwrap_or_else(|| {
-            let mut b = [0u8; 8];
-            let _ = crate::crypto::random_bytes(&mut b);
-            hex::encode(b)
-        })
+        // Without randomness a request still gets an id, just not a unique one.
+        .unwrap_or_else(|| crate::crypto::random_hex::<8>().unwrap_or_default())
 }
 
 /// Build and start the HTTP server(s) on the given listeners. Returns when they have stopped.

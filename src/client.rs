@@ -294,10 +294,9 @@ impl Drop for TempPath {
 }
 
 fn temp_path() -> Result<TempPath, ClientError> {
-    let mut r = [0u8; 8];
-    crate::crypto::random_bytes(&mut r).map_err(|e| ClientError::usage(e.to_string()))?;
+    let r = crate::crypto::random_hex::<8>().map_err(|e| ClientError::usage(e.to_string()))?;
     let dir = std::env::temp_dir();
-    let name = format!(".interop-media-{}.blob", hex::encode(r));
+    let name = format!(".interop-media-{r}.blob");
     Ok(TempPath(dir.join(name)))
 }
 

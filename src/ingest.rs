@@ -9,17 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use hkdf::Hkdf;
-use hmac::{Hmac, KeyInit, Mac};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
 
 use crate::app::AppState;
 use crate::auth::Partner;
-use crate::crypto::keys::SecretKey;
 use crate::crypto::object::{ObjectMeta, seal_header};
 use crate::crypto::stream::{Sealer, plain_len};
 use crate::error::{ApiError, StoreError};
@@ -88,55 +84,7 @@ pub fn rfc3339(unix: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
-/// Keyed derivation of media ids: the same blob from the same partner, kind and format gets
-/// the same id on every replica (that is how duplicate uploads find each other), while the
-/// id reveals nothing about the content to anyone without the key.
-#[derive(Clone)]
-pub struct MediaIds(Zeroizing<[u8; 32]>);
-
-impl std::fmt::Debug for MediaIds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MediaIds(<redacted>)")
-    }
-}
-
-impl MediaIds {
-    pub fn new(master: &SecretKey) -> Self {
-        let mut k = Zeroizing::new([0u8; 32]);
-        // 32 bytes is within HKDF-SHA256's output limit.
-        let _ = Hkdf::<Sha256>::new(None, master.expose())
-            .expand(b"interop-media/v1/media-id", k.as_mut());
-        MediaIds(k)
-    }
-
-    pub fn derive(
-        &self,
-        partner: &str,
-        kind: MediaKind,
-        format: MediaFormat,
-        sha256: &[u8; 32],
-    ) -> String {
-        let mut m = match <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.as_ref()) {
-            Ok(m) => m,
-            Err(_) => unreachable!("HMAC accepts any key length"),
-        };
-        for part in [
-            partner.as_bytes(),
-            kind.as_str().as_bytes(),
-            format.as_str().as_bytes(),
-        ] {
-            m.update(&(part.len() as u32).to_be_bytes());
-            m.update(part);
-        }
-        m.update(sha256);
-        hex::encode(&m.finalize().into_bytes()[..16])
-    }
-}
-
-/// Whether a string has the shape of a media id; anything else is refused before storage.
-pub fn id_is_valid(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub use crate::crypto::ids::{MediaIds, id_is_valid};
 
 /// Look up a media id for `partner`: `Ok(None)` when it does not exist for them.
 /// A partner never learns whether another partner's media exists.
@@ -357,7 +305,7 @@ where
     };
     let outcome = match sink {
         Sink::Buffer(mut buf) => {
-            sealer.finish(&mut buf);
+            sealer.finish(&mut buf).map_err(|_| ApiError::Internal)?;
             put_small(state, &req, &id, &path, buf.freeze(), replacing, info).await?
         }
         Sink::Multipart(mut guard) => {
@@ -365,7 +313,7 @@ where
                 return Err(ApiError::Internal);
             };
             let mut tail = BytesMut::new();
-            sealer.finish(&mut tail);
+            sealer.finish(&mut tail).map_err(|_| ApiError::Internal)?;
             w.put(tail.freeze());
             // Completing a multipart upload overwrites, so it completes the staging object;
             // the create-only commit below decides which of several racing uploads of the
@@ -407,7 +355,7 @@ where
         intake.take(&piece)?;
         match sink {
             Sink::Buffer(buf) => {
-                sealer.push(&piece, buf);
+                sealer.push(&piece, buf).map_err(|_| ApiError::Internal)?;
                 if buf.len() > storage.part_size {
                     let mut w = PartWriter::begin(
                         state.store.as_ref(),
@@ -427,7 +375,9 @@ where
             }
             Sink::Multipart(guard) => {
                 let mut out = BytesMut::with_capacity(piece.len() + 64);
-                sealer.push(&piece, &mut out);
+                sealer
+                    .push(&piece, &mut out)
+                    .map_err(|_| ApiError::Internal)?;
                 if let Some(w) = guard.upload.as_mut() {
                     // Backpressure: at most `upload_concurrency` parts in flight, so memory
                     // per upload stays near (concurrency + 1) x part size.

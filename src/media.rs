@@ -3,7 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// What a blob is, as declared by the gateway (`X-Media-Kind`); also the CLI's `--kind`.
@@ -134,16 +133,7 @@ pub fn parse_sha256(value: &str) -> Option<[u8; 32]> {
     if value.len() == 64 {
         return hex::decode_to_slice(value, &mut out).ok().map(|()| out);
     }
-    let unpadded = value.trim_end_matches('=');
-    if unpadded.len() != 43 {
-        return None;
-    }
-    let engine = if unpadded.contains(['-', '_']) {
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-    } else {
-        &base64::engine::general_purpose::STANDARD_NO_PAD
-    };
-    let bytes = engine.decode(unpadded).ok()?;
+    let bytes = crate::crypto::encoding::b64_decode_lenient(value)?;
     out.copy_from_slice(bytes.get(..32)?);
     (bytes.len() == 32).then_some(out)
 }
@@ -151,6 +141,7 @@ pub fn parse_sha256(value: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     #[test]
     fn format_lengths() {

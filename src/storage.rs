@@ -43,12 +43,8 @@ pub const STAGING_PREFIX: &str = "staging";
 
 /// A fresh staging path for media `id`.
 pub fn staging_path(id: &str) -> Result<Path, crate::crypto::CryptoError> {
-    let mut r = [0u8; 8];
-    crate::crypto::random_bytes(&mut r)?;
-    Ok(Path::from_iter([
-        STAGING_PREFIX,
-        &format!("{id}.{}", hex::encode(r)),
-    ]))
+    let r = crate::crypto::random_hex::<8>()?;
+    Ok(Path::from_iter([STAGING_PREFIX, &format!("{id}.{r}")]))
 }
 
 enum Url<'a> {

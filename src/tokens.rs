@@ -9,8 +9,9 @@
 //! payload is signed, not encrypted; it holds nothing the token's holder may not know.
 
 use base64::Engine as _;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use hmac::Mac;
+
+use crate::crypto::mac::{HmacSha256, hmac_sha256};
 
 use crate::crypto::keys::{KeyRing, MAX_KID_LEN};
 use crate::error::ApiError;
@@ -69,14 +70,8 @@ impl From<Rejection> for ApiError {
     }
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
 fn mac(key: &[u8; 32], data: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length; a 32-byte key cannot be refused.
-    let mut m = match <HmacSha256 as KeyInit>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => unreachable!("HMAC accepts any key length"),
-    };
+    let mut m = hmac_sha256(key);
     m.update(data);
     m
 }

@@ -32,11 +32,9 @@ impl SecretKey {
         let mut bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(text).map_err(|_| KeyParseError::Encoding)?
         } else {
-            let t = text.trim_end_matches('=');
-            base64::engine::general_purpose::STANDARD_NO_PAD
-                .decode(t)
-                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
-                .map_err(|_| KeyParseError::Encoding)?
+            super::encoding::b64_decode_lenient(text)
+                .ok_or(KeyParseError::Encoding)?
+                .to_vec()
         };
         let result = <[u8; 32]>::try_from(bytes.as_slice())
             .map(SecretKey)

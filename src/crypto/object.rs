@@ -7,11 +7,10 @@
 //! The per-object keys come from HKDF-SHA256(master[kid], salt, "interop-media/v1/object" 0x00 id),
 //! so a blob copied under another id, or sealed under another key, does not open.
 
+use super::kdf::hkdf_sha256;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::CryptoError;
@@ -80,14 +79,11 @@ struct ObjectKeys {
 }
 
 fn derive(master: &SecretKey, salt: &[u8], object_id: &str) -> ObjectKeys {
-    let hk = Hkdf::<Sha256>::new(Some(salt), master.expose());
-    let mut okm = Zeroizing::new([0u8; 64]);
-    let mut info = Vec::with_capacity(KDF_INFO.len() + 1 + object_id.len());
-    info.extend_from_slice(KDF_INFO);
-    info.push(0);
-    info.extend_from_slice(object_id.as_bytes());
-    // 64 bytes is far below HKDF-SHA256's 8160-byte limit, so expand cannot fail.
-    let _ = hk.expand(&info, okm.as_mut());
+    let okm: Zeroizing<[u8; 64]> = hkdf_sha256(
+        Some(salt),
+        master.expose(),
+        &[KDF_INFO, &[0], object_id.as_bytes()],
+    );
     let mut payload = Zeroizing::new([0u8; 32]);
     let mut meta = Zeroizing::new([0u8; 32]);
     payload.copy_from_slice(&okm[..32]);

@@ -97,14 +97,21 @@ impl ChunkCipher {
     }
 
     /// Seal `buf` in place as chunk `index` and append its tag.
-    fn seal_into(&self, index: u64, last: bool, out: &mut BytesMut, start: usize) {
-        let tag =
-            self.0
-                .encrypt_inout_detached(&nonce(index, last), b"", (&mut out[start..]).into());
-        // Encryption cannot fail for inputs under GCM's 64 GiB limit; chunks are 64 KiB.
-        if let Ok(tag) = tag {
-            out.put_slice(&tag);
-        }
+    fn seal_into(
+        &self,
+        index: u64,
+        last: bool,
+        out: &mut BytesMut,
+        start: usize,
+    ) -> Result<(), CryptoError> {
+        // GCM refuses only inputs over 64 GiB and chunks are 64 KiB, so this does not fail;
+        // if it ever did, the chunk would lack its tag, so the error goes to the caller.
+        let tag = self
+            .0
+            .encrypt_inout_detached(&nonce(index, last), b"", (&mut out[start..]).into())
+            .map_err(|_| CryptoError::Malformed)?;
+        out.put_slice(&tag);
+        Ok(())
     }
 
     /// Open chunk `index` in place; on success the plaintext is `buf[..buf.len() - TAG_SIZE]`.
@@ -168,29 +175,31 @@ impl Sealer {
     }
 
     /// Add plaintext; every chunk that is certainly not the last is sealed onto `out`.
-    pub fn push(&mut self, mut data: &[u8], out: &mut BytesMut) {
+    pub fn push(&mut self, mut data: &[u8], out: &mut BytesMut) -> Result<(), CryptoError> {
         while !data.is_empty() {
             if self.pending.len() == CHUNK_SIZE {
-                self.flush_chunk(false, out);
+                self.flush_chunk(false, out)?;
             }
             let take = (CHUNK_SIZE - self.pending.len()).min(data.len());
             self.pending.put_slice(&data[..take]);
             data = &data[take..];
         }
+        Ok(())
     }
 
-    fn flush_chunk(&mut self, last: bool, out: &mut BytesMut) {
+    fn flush_chunk(&mut self, last: bool, out: &mut BytesMut) -> Result<(), CryptoError> {
         let start = out.len();
         out.reserve(self.pending.len() + TAG_SIZE);
         out.put_slice(&self.pending);
-        self.cipher.seal_into(self.index, last, out, start);
+        self.cipher.seal_into(self.index, last, out, start)?;
         self.pending.clear();
         self.index += 1;
+        Ok(())
     }
 
     /// Seal the final chunk (possibly empty) with the last flag.
-    pub fn finish(mut self, out: &mut BytesMut) {
-        self.flush_chunk(true, out);
+    pub fn finish(mut self, out: &mut BytesMut) -> Result<(), CryptoError> {
+        self.flush_chunk(true, out)
     }
 }
 
@@ -257,9 +266,9 @@ mod tests {
         let mut s = Sealer::new(cipher.clone());
         let mut out = BytesMut::new();
         for piece in plain.chunks(step.max(1)) {
-            s.push(piece, &mut out);
+            s.push(piece, &mut out).unwrap();
         }
-        s.finish(&mut out);
+        s.finish(&mut out).unwrap();
         out.to_vec()
     }
 
@@ -312,11 +321,11 @@ mod tests {
         ] {
             let mut first = Sealer::new(cipher.clone());
             let mut out = BytesMut::new();
-            first.push(&plain[..cut], &mut out);
+            first.push(&plain[..cut], &mut out).unwrap();
             let (index, pending) = first.position();
             let mut second = Sealer::resume(cipher.clone(), index, pending).unwrap();
-            second.push(&plain[cut..], &mut out);
-            second.finish(&mut out);
+            second.push(&plain[cut..], &mut out).unwrap();
+            second.finish(&mut out).unwrap();
             assert_eq!(out.to_vec(), whole, "cut at {cut}");
         }
         assert!(Sealer::resume(cipher, 0, &[0; CHUNK_SIZE + 1]).is_none());

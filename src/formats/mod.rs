@@ -127,9 +127,7 @@ pub enum FormatError {
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;
 
 pub(crate) fn random_bytes<const N: usize>() -> Result<Zeroizing<[u8; N]>> {
-    let mut out = Zeroizing::new([0u8; N]);
-    getrandom::fill(out.as_mut()).map_err(|_| FormatError::Rng)?;
-    Ok(out)
+    crate::crypto::random_array::<N>().map_err(|_| FormatError::Rng)
 }
 
 /// Constant-time equality of two byte strings (length is not secret).
@@ -158,17 +156,7 @@ pub(crate) fn b64(data: &[u8]) -> String {
 
 /// Decodes standard or URL-safe base64, padded or not (WhatsApp tooling uses both).
 pub(crate) fn b64_decode(field: &'static str, value: &str) -> Result<Zeroizing<Vec<u8>>> {
-    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-    let v = value.trim().trim_end_matches('=');
-    let engine = if v.contains(['-', '_']) {
-        &URL_SAFE_NO_PAD
-    } else {
-        &STANDARD_NO_PAD
-    };
-    engine
-        .decode(v)
-        .map(Zeroizing::new)
-        .map_err(|_| FormatError::InvalidBase64 { field })
+    crate::crypto::encoding::b64_decode_lenient(value).ok_or(FormatError::InvalidBase64 { field })
 }
 
 pub(crate) fn b64_array<const N: usize>(field: &'static str, value: &str) -> Result<[u8; N]> {
@@ -890,15 +878,7 @@ pub(crate) fn read_some<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Resu
 // ---------------------------------------------------------------------------------------------
 // Shared CBC helpers.
 
-pub(crate) type HmacSha256 = hmac::Hmac<sha2::Sha256>;
-
-/// HMAC-SHA256 keyed with a 32-byte key. HMAC zero-pads keys shorter than the 64-byte block,
-/// so this is exactly HMAC with `key`, without a fallible constructor.
-pub(crate) fn hmac_sha256(key: &[u8; 32]) -> HmacSha256 {
-    let mut block = Zeroizing::new([0u8; 64]);
-    block[..32].copy_from_slice(key);
-    <HmacSha256 as hmac::KeyInit>::new((&*block).into())
-}
+pub(crate) use crate::crypto::mac::{HmacSha256, hmac_sha256};
 
 pub(crate) type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
 pub(crate) type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;

@@ -85,12 +85,8 @@ impl MediaKey {
 
     /// HKDF-expands the key for `kind`.
     pub fn expand(&self, kind: MediaKind) -> ExpandedKeys {
-        let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, &self.0);
-        let mut okm = zeroize::Zeroizing::new([0u8; 112]);
-        // 112 bytes is far below HKDF-SHA256's limit of 255 * 32, so `expand` cannot fail.
-        if hk.expand(hkdf_info(kind).as_bytes(), okm.as_mut()).is_err() {
-            okm.fill(0);
-        }
+        let okm: zeroize::Zeroizing<[u8; 112]> =
+            crate::crypto::kdf::hkdf_sha256(None, &self.0, &[hkdf_info(kind).as_bytes()]);
         let mut k = ExpandedKeys {
             iv: [0; 16],
             cipher_key: [0; 32],

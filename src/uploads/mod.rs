@@ -101,9 +101,7 @@ fn now_ms() -> u64 {
 }
 
 fn random_hex<const N: usize>() -> Result<String, ApiError> {
-    let mut b = [0u8; N];
-    crate::crypto::random_bytes(&mut b).map_err(|_| ApiError::Internal)?;
-    Ok(hex::encode(b))
+    crate::crypto::random_hex::<N>().map_err(|_| ApiError::Internal)
 }
 
 /// Create an upload. With `Upload-Length: 0` the caller completes it with an empty PATCH.
@@ -704,7 +702,7 @@ impl<'a> Writer<'a> {
             self.hasher.update(&piece);
             if let Some(s) = self.sealer.as_mut() {
                 let mut out = BytesMut::with_capacity(piece.len() + 64);
-                s.push(&piece, &mut out);
+                s.push(&piece, &mut out).map_err(|_| ApiError::Internal)?;
                 self.sealed.push(out.freeze());
             }
             while self.sealed.len() >= part_size {
@@ -975,7 +973,9 @@ impl<'a> Writer<'a> {
             return Err(Failure::Keep(ApiError::Internal, self.orphan()));
         };
         let mut last = BytesMut::new();
-        sealer.finish(&mut last);
+        if sealer.finish(&mut last).is_err() {
+            return Err(Failure::Keep(ApiError::Internal, self.orphan()));
+        }
         self.sealed.push(last.freeze());
         let digest: [u8; 32] = self.hasher.clone().finalize().into();
         let declared = hex::decode(&st.sha256).unwrap_or_default();

@@ -12,16 +12,13 @@
 //! path as associated data): the store sees neither partner, digest nor offsets, and a
 //! record copied to another upload or sequence number does not open.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use futures::TryStreamExt;
-use hkdf::Hkdf;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::crypto::envelope::{self, EnvelopeError};
 use crate::crypto::keys::KeyRing;
 use crate::error::StoreError;
 use crate::media::{MediaFormat, MediaKind};
@@ -29,8 +26,6 @@ use crate::media::{MediaFormat, MediaKind};
 /// Every resumable upload's records live under this prefix.
 pub const UPLOADS_PREFIX: &str = "uploads";
 const KDF_INFO: &[u8] = b"interop-media/v1/upload";
-const RECORD_VERSION: u8 = 1;
-const NONCE_LEN: usize = 12;
 
 /// Whether a string has the shape of an upload id (32 lowercase hex digits).
 pub fn uid_is_valid(uid: &str) -> bool {
@@ -166,42 +161,10 @@ pub struct View {
     pub state: UploadState,
 }
 
-fn key(ring: &KeyRing, kid: &str, uid: &str) -> Result<Aes256Gcm, StoreError> {
-    let master = ring.get(kid).ok_or(StoreError::UnknownKey)?;
-    let mut k = Zeroizing::new([0u8; 32]);
-    let mut info = Vec::with_capacity(KDF_INFO.len() + 1 + uid.len());
-    info.extend_from_slice(KDF_INFO);
-    info.push(0);
-    info.extend_from_slice(uid.as_bytes());
-    // 32 bytes is within HKDF-SHA256's output limit.
-    let _ = Hkdf::<Sha256>::new(None, master.expose()).expand(&info, k.as_mut());
-    Ok(Aes256Gcm::new(&(*k).into()))
-}
-
-/// Seal bytes for `path` under the ring's active key:
-/// `version(1) kid_len(1) kid nonce(12) ciphertext||tag`.
+/// Seal bytes for `path` of upload `uid` under the ring's active key (the envelope of
+/// `crate::crypto::envelope`).
 pub fn seal(ring: &KeyRing, uid: &str, path: &Path, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let (kid, _) = ring.active();
-    let aead = key(ring, kid, uid)?;
-    let mut nonce = [0u8; NONCE_LEN];
-    // Random nonces: a key seals a handful of records per upload, far from the 2^32 bound.
-    crate::crypto::random_bytes(&mut nonce).map_err(|_| StoreError::Corrupt("rng"))?;
-    let ct = aead
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plain,
-                aad: path.as_ref().as_bytes(),
-            },
-        )
-        .map_err(|_| StoreError::Corrupt("seal"))?;
-    let mut out = Vec::with_capacity(2 + kid.len() + NONCE_LEN + ct.len());
-    out.push(RECORD_VERSION);
-    out.push(kid.len() as u8);
-    out.extend_from_slice(kid.as_bytes());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    Ok(out)
+    envelope::seal(ring, KDF_INFO, uid, path.as_ref().as_bytes(), plain).map_err(store_error)
 }
 
 /// Open what [`seal`] produced for the same upload and path.
@@ -211,32 +174,16 @@ pub fn open(
     path: &Path,
     data: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-    let bad = StoreError::Corrupt("upload record");
-    let (&version, rest) = data
-        .split_first()
-        .ok_or(StoreError::Corrupt("empty record"))?;
-    if version != RECORD_VERSION {
-        return Err(bad);
+    envelope::open(ring, KDF_INFO, uid, path.as_ref().as_bytes(), data).map_err(store_error)
+}
+
+fn store_error(e: EnvelopeError) -> StoreError {
+    match e {
+        EnvelopeError::UnknownKey => StoreError::UnknownKey,
+        EnvelopeError::Malformed => StoreError::Corrupt("upload record"),
+        EnvelopeError::Auth => StoreError::Corrupt("upload record failed authentication"),
+        EnvelopeError::Rng => StoreError::Corrupt("rng"),
     }
-    let (&kid_len, rest) = rest.split_first().ok_or(StoreError::Corrupt("record"))?;
-    let kid_len = usize::from(kid_len);
-    if rest.len() < kid_len + NONCE_LEN {
-        return Err(bad);
-    }
-    let kid = std::str::from_utf8(&rest[..kid_len]).map_err(|_| StoreError::Corrupt("kid"))?;
-    let aead = key(ring, kid, uid)?;
-    let nonce: [u8; NONCE_LEN] = rest[kid_len..kid_len + NONCE_LEN]
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("nonce"))?;
-    aead.decrypt(
-        &Nonce::from(nonce),
-        Payload {
-            msg: &rest[kid_len + NONCE_LEN..],
-            aad: path.as_ref().as_bytes(),
-        },
-    )
-    .map(Zeroizing::new)
-    .map_err(|_| StoreError::Corrupt("upload record failed authentication"))
 }
 
 async fn read_entry(
