@@ -25,6 +25,7 @@
 //!
 //! Keys live in zeroize-on-drop types whose `Debug` output is redacted.
 
+mod cbc_hmac;
 pub mod incremental_mac;
 pub mod sidecar;
 pub mod signal;
@@ -875,53 +876,12 @@ pub(crate) fn read_some<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Resu
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Shared CBC helpers.
-
+// The HMAC both formats use (one helper for the whole crate).
 pub(crate) use crate::crypto::mac::{HmacSha256, hmac_sha256};
-
-pub(crate) type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
-pub(crate) type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
-
-pub(crate) fn cbc_encryptor(key: &[u8; 32], iv: &[u8; 16]) -> Aes256CbcEnc {
-    use cbc::cipher::KeyIvInit as _;
-    Aes256CbcEnc::new(key.into(), iv.into())
-}
-
-pub(crate) fn cbc_decryptor(key: &[u8; 32], iv: &[u8; 16]) -> Aes256CbcDec {
-    use cbc::cipher::KeyIvInit as _;
-    Aes256CbcDec::new(key.into(), iv.into())
-}
-
-/// Encrypts whole blocks in place (`buf.len()` must be a multiple of 16; a tail is ignored).
-pub(crate) fn cbc_encrypt_in_place(enc: &mut Aes256CbcEnc, buf: &mut [u8]) {
-    use cbc::cipher::BlockModeEncrypt as _;
-    let (blocks, _) = cbc::cipher::array::Array::slice_as_chunks_mut(buf);
-    enc.encrypt_blocks(blocks);
-}
-
-/// Decrypts whole blocks in place (`buf.len()` must be a multiple of 16; a tail is ignored).
-pub(crate) fn cbc_decrypt_in_place(dec: &mut Aes256CbcDec, buf: &mut [u8]) {
-    use cbc::cipher::BlockModeDecrypt as _;
-    let (blocks, _) = cbc::cipher::array::Array::slice_as_chunks_mut(buf);
-    dec.decrypt_blocks(blocks);
-}
-
-/// Length of the PKCS#7 padding of the final block, or `None` if it is malformed. Only ever
-/// called on authenticated data.
-pub(crate) fn pkcs7_pad_len(last_block: &[u8]) -> Option<usize> {
-    let pad = *last_block.last()? as usize;
-    if pad == 0 || pad > 16 || pad > last_block.len() {
-        return None;
-    }
-    let ok = last_block[last_block.len() - pad..]
-        .iter()
-        .fold(0u8, |acc, &b| acc | (b ^ pad as u8));
-    (ok == 0).then_some(pad)
-}
 
 #[cfg(test)]
 mod tests {
+    use super::cbc_hmac::{cbc_encrypt_in_place, cbc_encryptor};
     use std::io::Cursor;
 
     use proptest::prelude::*;

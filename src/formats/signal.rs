@@ -20,11 +20,10 @@ use hmac::Mac as _;
 use sha2::Digest as _;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::cbc_hmac::{CbcEncryptor, CbcHmacOpener};
 use super::incremental_mac::{self, IncrementalMac, ValidatingMac};
 use super::{
-    Aes256CbcDec, Aes256CbcEnc, Descriptor, FormatError, IO_CHUNK, IncrementalMacInfo, Opened,
-    Result, cbc_decrypt_in_place, cbc_decryptor, cbc_encrypt_in_place, cbc_encryptor, ct_eq,
-    finalize_sha256, pkcs7_pad_len,
+    Descriptor, FormatError, IO_CHUNK, IncrementalMacInfo, Opened, Result, ct_eq, finalize_sha256,
 };
 
 /// Length of an attachment key (AES key || HMAC key).
@@ -155,19 +154,37 @@ pub struct Sealed {
 /// Streaming encryptor: `update` with plaintext pieces, then `finish` (which appends the
 /// zero padding, the PKCS#7 block and the MAC).
 pub struct Encryptor {
-    cbc: Aes256CbcEnc,
-    hmac: HmacSha256,
-    digest: sha2::Sha256,
+    cbc: CbcEncryptor,
+    sink: BlobSink,
     plain_hash: sha2::Sha256,
-    pending: [u8; 16],
-    pending_len: usize,
-    buf: Vec<u8>,
     size: u64,
-    blob_length: u64,
     iv: [u8; IV_LEN],
     iv_written: bool,
-    incremental: Option<(IncrementalMac, u64, u32)>,
     mac_key: [u8; 32],
+}
+
+/// Where the blob's bytes go: the MAC (all but the MAC itself), the digest, the incremental
+/// MAC, and the byte count.
+struct BlobSink {
+    hmac: HmacSha256,
+    digest: sha2::Sha256,
+    incremental: Option<(IncrementalMac, u64, u32)>,
+    blob_length: u64,
+}
+
+impl BlobSink {
+    fn take<W: Write + ?Sized>(&mut self, bytes: &[u8], out: &mut W, in_mac: bool) -> Result<()> {
+        if in_mac {
+            self.hmac.update(bytes);
+        }
+        self.digest.update(bytes);
+        if let Some((m, _, _)) = &mut self.incremental {
+            m.update(bytes);
+        }
+        self.blob_length += bytes.len() as u64;
+        out.write_all(bytes)?;
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Encryptor {
@@ -180,8 +197,6 @@ impl fmt::Debug for Encryptor {
 
 impl Drop for Encryptor {
     fn drop(&mut self) {
-        self.pending.zeroize();
-        self.buf.zeroize();
         self.mac_key.zeroize();
     }
 }
@@ -196,18 +211,17 @@ impl Encryptor {
     /// only. Never reuse a (key, IV) pair for different plaintexts.
     pub fn with_iv(key: &SignalKey, iv: [u8; IV_LEN]) -> Self {
         Encryptor {
-            cbc: cbc_encryptor(key.aes_key(), &iv),
-            hmac: new_hmac(key),
-            digest: sha2::Sha256::new(),
+            cbc: CbcEncryptor::new(key.aes_key(), &iv),
+            sink: BlobSink {
+                hmac: new_hmac(key),
+                digest: sha2::Sha256::new(),
+                incremental: None,
+                blob_length: 0,
+            },
             plain_hash: sha2::Sha256::new(),
-            pending: [0; 16],
-            pending_len: 0,
-            buf: Vec::with_capacity(IO_CHUNK),
             size: 0,
-            blob_length: 0,
             iv,
             iv_written: false,
-            incremental: None,
             mac_key: *key.mac_key(),
         }
     }
@@ -217,71 +231,17 @@ impl Encryptor {
     /// Signal-Desktop does. `finish` fails if a different number of bytes was sealed.
     pub fn with_incremental_mac(mut self, size: u64) -> Self {
         let chunk = incremental_mac::chunk_size(blob_length(size));
-        self.incremental = IncrementalMac::new(&self.mac_key, chunk)
+        self.sink.incremental = IncrementalMac::new(&self.mac_key, chunk)
             .ok()
             .map(|m| (m, size, chunk));
         self
     }
 
-    fn write_raw<W: Write + ?Sized>(
-        &mut self,
-        bytes: &[u8],
-        out: &mut W,
-        in_mac: bool,
-    ) -> Result<()> {
-        if in_mac {
-            self.hmac.update(bytes);
-        }
-        self.digest.update(bytes);
-        if let Some((m, _, _)) = &mut self.incremental {
-            m.update(bytes);
-        }
-        self.blob_length += bytes.len() as u64;
-        out.write_all(bytes)?;
-        Ok(())
-    }
-
     fn ensure_iv<W: Write + ?Sized>(&mut self, out: &mut W) -> Result<()> {
         if !self.iv_written {
             self.iv_written = true;
-            let iv = self.iv;
-            self.write_raw(&iv, out, true)?;
+            self.sink.take(&self.iv, out, true)?;
         }
-        Ok(())
-    }
-
-    /// Encrypts `self.buf` in place and writes it.
-    fn emit<W: Write + ?Sized>(&mut self, out: &mut W) -> Result<()> {
-        cbc_encrypt_in_place(&mut self.cbc, &mut self.buf);
-        let buf = std::mem::take(&mut self.buf);
-        let r = self.write_raw(&buf, out, true);
-        self.buf = buf;
-        r
-    }
-
-    fn feed<W: Write + ?Sized>(&mut self, mut input: &[u8], out: &mut W) -> Result<()> {
-        if self.pending_len > 0 {
-            let take = (16 - self.pending_len).min(input.len());
-            self.pending[self.pending_len..self.pending_len + take].copy_from_slice(&input[..take]);
-            self.pending_len += take;
-            input = &input[take..];
-            if self.pending_len < 16 {
-                return Ok(());
-            }
-            self.buf.clear();
-            self.buf.extend_from_slice(&self.pending);
-            self.pending_len = 0;
-            self.emit(out)?;
-        }
-        while input.len() >= 16 {
-            let n = (input.len() / 16 * 16).min(IO_CHUNK);
-            self.buf.clear();
-            self.buf.extend_from_slice(&input[..n]);
-            input = &input[n..];
-            self.emit(out)?;
-        }
-        self.pending[..input.len()].copy_from_slice(input);
-        self.pending_len = input.len();
         Ok(())
     }
 
@@ -290,7 +250,8 @@ impl Encryptor {
         self.ensure_iv(out)?;
         self.plain_hash.update(plain);
         self.size += plain.len() as u64;
-        self.feed(plain, out)
+        let sink = &mut self.sink;
+        self.cbc.update(plain, &mut |ct| sink.take(ct, out, true))
     }
 
     /// Appends the zero padding (in pieces, so memory stays flat), the PKCS#7 block and the
@@ -299,19 +260,17 @@ impl Encryptor {
         self.ensure_iv(out)?;
         let mut padding = pad_size(self.size) - self.size;
         let zeros = vec![0u8; IO_CHUNK];
+        let sink = &mut self.sink;
         while padding > 0 {
             let n = usize::try_from(padding).unwrap_or(IO_CHUNK).min(IO_CHUNK);
-            self.feed(&zeros[..n], out)?;
+            self.cbc
+                .update(&zeros[..n], &mut |ct| sink.take(ct, out, true))?;
             padding -= n as u64;
         }
-        let pad = 16 - self.pending_len;
-        self.pending[self.pending_len..].fill(pad as u8);
-        self.buf.clear();
-        self.buf.extend_from_slice(&self.pending);
-        self.emit(out)?;
-        let mac: [u8; MAC_LEN] = self.hmac.clone().finalize().into_bytes().into();
-        self.write_raw(&mac, out, false)?;
-        let incremental_mac = match self.incremental.take() {
+        self.cbc.finish(&mut |ct| sink.take(ct, out, true))?;
+        let mac: [u8; MAC_LEN] = self.sink.hmac.clone().finalize().into_bytes().into();
+        self.sink.take(&mac, out, false)?;
+        let incremental_mac = match self.sink.incremental.take() {
             None => None,
             Some((m, declared, chunk_size)) => {
                 if declared != self.size {
@@ -327,9 +286,9 @@ impl Encryptor {
             }
         };
         Ok(Sealed {
-            digest: finalize_sha256(self.digest.clone()),
+            digest: finalize_sha256(self.sink.digest.clone()),
             size: self.size,
-            blob_length: self.blob_length,
+            blob_length: self.sink.blob_length,
             plaintext_sha256: finalize_sha256(self.plain_hash.clone()),
             iv: self.iv,
             incremental_mac,
@@ -509,35 +468,44 @@ impl Verifier {
 // ---------------------------------------------------------------------------------------------
 // Decryption (pass 2).
 
-/// Held back while decrypting: the last CBC block and the MAC.
-const HOLD: usize = 16 + MAC_LEN;
-
 /// Pass 2: decrypts a blob that passed [`Verifier`], truncating to `size`.
 pub struct Decryptor {
-    cbc: Option<Aes256CbcDec>,
-    aes_key: [u8; 32],
-    hmac: HmacSha256,
-    plain_hash: sha2::Sha256,
-    tail: Vec<u8>,
-    consumed: u64,
-    decrypted: u64,
-    written: u64,
+    core: CbcHmacOpener,
+    release: Release,
     verified: Verified,
     expect: Expect,
+}
+
+/// Plaintext going out: the padded offset reached, what was written (at most `size`).
+struct Release {
+    plain_hash: sha2::Sha256,
+    decrypted: u64,
+    written: u64,
+    size: Option<u64>,
+}
+
+impl Release {
+    /// Write the part of `plain` (at padded offset `self.decrypted`) that is within `size`.
+    fn take<W: Write + ?Sized>(&mut self, plain: &[u8], out: &mut W) -> Result<()> {
+        let keep = match self.size {
+            Some(size) => usize::try_from(size.saturating_sub(self.decrypted))
+                .unwrap_or(usize::MAX)
+                .min(plain.len()),
+            None => plain.len(),
+        };
+        self.plain_hash.update(&plain[..keep]);
+        out.write_all(&plain[..keep])?;
+        self.written += keep as u64;
+        self.decrypted += plain.len() as u64;
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Decryptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("signal::Decryptor")
-            .field("written", &self.written)
+            .field("written", &self.release.written)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Decryptor {
-    fn drop(&mut self) {
-        self.tail.zeroize();
-        self.aes_key.zeroize();
     }
 }
 
@@ -545,104 +513,46 @@ impl Decryptor {
     /// A decryptor for a blob that `verified` vouches for.
     pub fn new(key: &SignalKey, verified: &Verified, expect: Expect) -> Self {
         Decryptor {
-            cbc: None,
-            aes_key: *key.aes_key(),
-            hmac: new_hmac(key),
-            plain_hash: sha2::Sha256::new(),
-            tail: Vec::with_capacity(IO_CHUNK + HOLD + IV_LEN),
-            consumed: 0,
-            decrypted: 0,
-            written: 0,
+            core: CbcHmacOpener::iv_in_blob(key.aes_key(), new_hmac(key), MAC_LEN),
+            release: Release {
+                plain_hash: sha2::Sha256::new(),
+                decrypted: 0,
+                written: 0,
+                size: expect.size,
+            },
             verified: verified.clone(),
             expect,
         }
     }
 
-    /// Writes the part of `plain` (at padded offset `self.decrypted`) that is within `size`.
-    fn release<W: Write + ?Sized>(&mut self, plain_len: usize, out: &mut W) -> Result<()> {
-        let keep = match self.expect.size {
-            Some(size) => usize::try_from(size.saturating_sub(self.decrypted))
-                .unwrap_or(usize::MAX)
-                .min(plain_len),
-            None => plain_len,
-        };
-        let plain = &self.tail[..keep];
-        self.plain_hash.update(plain);
-        out.write_all(plain)?;
-        self.written += keep as u64;
-        self.decrypted += plain_len as u64;
-        Ok(())
-    }
-
     /// Feeds the next blob bytes; writes the plaintext that is ready.
     pub fn update<W: Write + ?Sized>(&mut self, data: &[u8], out: &mut W) -> Result<()> {
-        for piece in data.chunks(IO_CHUNK) {
-            self.tail.extend_from_slice(piece);
-            if self.cbc.is_none() {
-                if self.tail.len() < IV_LEN {
-                    continue;
-                }
-                let mut iv = [0u8; IV_LEN];
-                iv.copy_from_slice(&self.tail[..IV_LEN]);
-                self.hmac.update(&iv);
-                self.cbc = Some(cbc_decryptor(&self.aes_key, &iv));
-                self.tail.drain(..IV_LEN);
-                self.consumed += IV_LEN as u64;
-            }
-            if self.tail.len() > HOLD {
-                let n = (self.tail.len() - HOLD) / 16 * 16;
-                if n > 0
-                    && let Some(cbc) = &mut self.cbc
-                {
-                    let body = &mut self.tail[..n];
-                    self.hmac.update(body);
-                    cbc_decrypt_in_place(cbc, body);
-                    self.release(n, out)?;
-                    self.consumed += n as u64;
-                    self.tail.drain(..n);
-                }
-            }
-        }
-        Ok(())
+        let release = &mut self.release;
+        self.core
+            .update(data, &mut |plain| release.take(plain, out))
     }
 
     /// Decrypts the last block; checks the MAC equals pass 1's, padding, size and
     /// plaintext digest.
     pub fn finish<W: Write + ?Sized>(mut self, out: &mut W) -> Result<Opened> {
-        let total = self.consumed + self.tail.len() as u64;
-        if total != self.verified.blob_length || self.tail.len() < HOLD {
-            return Err(FormatError::BlobChanged);
-        }
-        let ct_len = self.tail.len() - MAC_LEN;
-        let Some(mut cbc) = self.cbc.take() else {
-            return Err(FormatError::BlobChanged);
-        };
-        if !ct_len.is_multiple_of(16) {
-            return Err(FormatError::BlobChanged);
-        }
-        let (ct, mac) = self.tail.split_at_mut(ct_len);
-        self.hmac.update(ct);
-        let tag = self.hmac.clone().finalize().into_bytes();
-        if !ct_eq(&tag, mac) || !ct_eq(mac, &self.verified.mac) {
-            return Err(FormatError::BlobChanged);
-        }
-        cbc_decrypt_in_place(&mut cbc, ct);
-        let pad = pkcs7_pad_len(&ct[ct_len - 16..]).ok_or(FormatError::CorruptPlaintext)?;
-        let padded_total = self.decrypted + (ct_len - pad) as u64;
+        let plain = self
+            .core
+            .finish(self.verified.blob_length, &self.verified.mac)?;
+        let padded_total = self.release.decrypted + plain.len() as u64;
         if let Some(size) = self.expect.size
             && padded_total < size
         {
             return Err(FormatError::CorruptPlaintext);
         }
-        self.release(ct_len - pad, out)?;
-        let digest = finalize_sha256(self.plain_hash.clone());
+        self.release.take(plain, out)?;
+        let digest = finalize_sha256(self.release.plain_hash.clone());
         if let Some(expected) = self.expect.plaintext_sha256
             && !ct_eq(&digest, &expected)
         {
             return Err(FormatError::PlainDigestMismatch);
         }
         Ok(Opened {
-            plaintext_length: self.written,
+            plaintext_length: self.release.written,
             plaintext_sha256: digest,
         })
     }

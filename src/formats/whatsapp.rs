@@ -21,11 +21,10 @@ use hmac::Mac as _;
 use sha2::Digest as _;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::cbc_hmac::{CbcEncryptor, CbcHmacOpener, cbc_decrypt_in_place, cbc_decryptor, write_to};
 use super::sidecar::{self, SidecarBuilder, SidecarVerifier};
 use super::{
-    Aes256CbcDec, Aes256CbcEnc, Descriptor, FormatError, IO_CHUNK, KeyMaterial, MediaKind, Opened,
-    Result, cbc_decrypt_in_place, cbc_decryptor, cbc_encrypt_in_place, cbc_encryptor, ct_eq,
-    finalize_sha256, pkcs7_pad_len,
+    Descriptor, FormatError, KeyMaterial, MediaKind, Opened, Result, ct_eq, finalize_sha256,
 };
 
 /// Length of a media key.
@@ -163,18 +162,33 @@ pub struct Sealed {
 
 /// Streaming encryptor: `update` with plaintext pieces, then `finish`.
 pub struct Encryptor {
-    cbc: Aes256CbcEnc,
-    hmac: HmacSha256,
+    cbc: CbcEncryptor,
+    sink: BlobSink,
     plain_hash: sha2::Sha256,
-    enc_hash: sha2::Sha256,
-    pending: [u8; 16],
-    pending_len: usize,
-    buf: Vec<u8>,
     file_length: u64,
-    blob_length: u64,
-    sidecar: Option<SidecarBuilder>,
     iv: [u8; 16],
     mac_key: [u8; 32],
+}
+
+/// Where ciphertext goes: the MAC, the blob digest, the sidecar, and the byte count.
+struct BlobSink {
+    hmac: HmacSha256,
+    enc_hash: sha2::Sha256,
+    sidecar: Option<SidecarBuilder>,
+    blob_length: u64,
+}
+
+impl BlobSink {
+    fn take<W: Write + ?Sized>(&mut self, ct: &[u8], out: &mut W) -> Result<()> {
+        self.hmac.update(ct);
+        self.enc_hash.update(ct);
+        if let Some(s) = &mut self.sidecar {
+            s.update(ct);
+        }
+        self.blob_length += ct.len() as u64;
+        out.write_all(ct)?;
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Encryptor {
@@ -187,8 +201,6 @@ impl fmt::Debug for Encryptor {
 
 impl Drop for Encryptor {
     fn drop(&mut self) {
-        self.pending.zeroize();
-        self.buf.zeroize();
         self.iv.zeroize();
         self.mac_key.zeroize();
     }
@@ -203,16 +215,15 @@ impl Encryptor {
     /// An encryptor from already expanded keys.
     pub fn with_keys(keys: &ExpandedKeys) -> Self {
         Encryptor {
-            cbc: cbc_encryptor(&keys.cipher_key, &keys.iv),
-            hmac: new_hmac(keys),
+            cbc: CbcEncryptor::new(&keys.cipher_key, &keys.iv),
+            sink: BlobSink {
+                hmac: new_hmac(keys),
+                enc_hash: sha2::Sha256::new(),
+                sidecar: None,
+                blob_length: 0,
+            },
             plain_hash: sha2::Sha256::new(),
-            enc_hash: sha2::Sha256::new(),
-            pending: [0; 16],
-            pending_len: 0,
-            buf: Vec::with_capacity(IO_CHUNK),
             file_length: 0,
-            blob_length: 0,
-            sidecar: None,
             iv: keys.iv,
             mac_key: keys.mac_key,
         }
@@ -222,7 +233,7 @@ impl Encryptor {
     pub fn with_sidecar(mut self) -> Self {
         let mut b = SidecarBuilder::new(&self.mac_key);
         b.update(&self.iv);
-        self.sidecar = Some(b);
+        self.sink.sidecar = Some(b);
         self
     }
 
@@ -230,67 +241,29 @@ impl Encryptor {
     pub fn update<W: Write + ?Sized>(&mut self, plain: &[u8], out: &mut W) -> Result<()> {
         self.plain_hash.update(plain);
         self.file_length += plain.len() as u64;
-        let mut input = plain;
-        if self.pending_len > 0 {
-            let take = (16 - self.pending_len).min(input.len());
-            self.pending[self.pending_len..self.pending_len + take].copy_from_slice(&input[..take]);
-            self.pending_len += take;
-            input = &input[take..];
-            if self.pending_len < 16 {
-                return Ok(());
-            }
-            self.buf.clear();
-            self.buf.extend_from_slice(&self.pending);
-            self.pending_len = 0;
-            self.emit(out)?;
-        }
-        while input.len() >= 16 {
-            let n = (input.len() / 16 * 16).min(IO_CHUNK);
-            self.buf.clear();
-            self.buf.extend_from_slice(&input[..n]);
-            input = &input[n..];
-            self.emit(out)?;
-        }
-        self.pending[..input.len()].copy_from_slice(input);
-        self.pending_len = input.len();
-        Ok(())
-    }
-
-    /// Encrypts `self.buf` in place, accounts for it and writes it.
-    fn emit<W: Write + ?Sized>(&mut self, out: &mut W) -> Result<()> {
-        cbc_encrypt_in_place(&mut self.cbc, &mut self.buf);
-        self.hmac.update(&self.buf);
-        self.enc_hash.update(&self.buf);
-        if let Some(s) = &mut self.sidecar {
-            s.update(&self.buf);
-        }
-        self.blob_length += self.buf.len() as u64;
-        out.write_all(&self.buf)?;
-        Ok(())
+        let sink = &mut self.sink;
+        self.cbc.update(plain, &mut |ct| sink.take(ct, out))
     }
 
     /// Pads, writes the last block and the MAC; returns digests, lengths and sidecar.
     pub fn finish<W: Write + ?Sized>(mut self, out: &mut W) -> Result<Sealed> {
-        let pad = 16 - self.pending_len;
-        self.pending[self.pending_len..].fill(pad as u8);
-        self.buf.clear();
-        self.buf.extend_from_slice(&self.pending);
-        self.emit(out)?;
-        let tag = self.hmac.clone().finalize().into_bytes();
+        let sink = &mut self.sink;
+        self.cbc.finish(&mut |ct| sink.take(ct, out))?;
+        let tag = self.sink.hmac.clone().finalize().into_bytes();
         let mut mac = [0u8; MAC_LEN];
         mac.copy_from_slice(&tag[..MAC_LEN]);
-        self.enc_hash.update(mac);
+        self.sink.enc_hash.update(mac);
         out.write_all(&mac)?;
-        self.blob_length += MAC_LEN as u64;
-        let sidecar = self.sidecar.take().map(|mut s| {
+        self.sink.blob_length += MAC_LEN as u64;
+        let sidecar = self.sink.sidecar.take().map(|mut s| {
             s.update(&mac);
             s.finish()
         });
         Ok(Sealed {
             file_sha256: finalize_sha256(self.plain_hash.clone()),
-            file_enc_sha256: finalize_sha256(self.enc_hash.clone()),
+            file_enc_sha256: finalize_sha256(self.sink.enc_hash.clone()),
             file_length: self.file_length,
-            blob_length: self.blob_length,
+            blob_length: self.sink.blob_length,
             mac,
             sidecar,
         })
@@ -465,18 +438,11 @@ impl Verifier {
 // ---------------------------------------------------------------------------------------------
 // Decryption (pass 2).
 
-/// Tail kept back while decrypting: the last CBC block (its padding is only checked at the
-/// end) and the MAC.
-const HOLD: usize = 16 + MAC_LEN;
-
 /// Pass 2: decrypts a blob that passed [`Verifier`]. Also recomputes the MAC and fails with
 /// [`FormatError::BlobChanged`] if the bytes differ from the verified ones.
 pub struct Decryptor {
-    cbc: Aes256CbcDec,
-    hmac: HmacSha256,
+    core: CbcHmacOpener,
     plain_hash: sha2::Sha256,
-    tail: Vec<u8>,
-    consumed: u64,
     written: u64,
     verified: Verified,
     expect_sha256: Option<[u8; 32]>,
@@ -491,21 +457,12 @@ impl fmt::Debug for Decryptor {
     }
 }
 
-impl Drop for Decryptor {
-    fn drop(&mut self) {
-        self.tail.zeroize();
-    }
-}
-
 impl Decryptor {
     /// A decryptor for a blob that `verified` vouches for.
     pub fn new(keys: &ExpandedKeys, verified: &Verified, expect: Expect) -> Self {
         Decryptor {
-            cbc: cbc_decryptor(&keys.cipher_key, &keys.iv),
-            hmac: new_hmac(keys),
+            core: CbcHmacOpener::with_iv(&keys.cipher_key, &keys.iv, new_hmac(keys), MAC_LEN),
             plain_hash: sha2::Sha256::new(),
-            tail: Vec::with_capacity(IO_CHUNK + HOLD),
-            consumed: 0,
             written: 0,
             verified: verified.clone(),
             expect_sha256: expect.file_sha256,
@@ -515,45 +472,20 @@ impl Decryptor {
 
     /// Feeds the next blob bytes; writes the plaintext that is ready.
     pub fn update<W: Write + ?Sized>(&mut self, data: &[u8], out: &mut W) -> Result<()> {
-        for piece in data.chunks(IO_CHUNK) {
-            self.tail.extend_from_slice(piece);
-            if self.tail.len() > HOLD {
-                let n = (self.tail.len() - HOLD) / 16 * 16;
-                if n > 0 {
-                    let body = &mut self.tail[..n];
-                    self.hmac.update(body);
-                    cbc_decrypt_in_place(&mut self.cbc, body);
-                    self.plain_hash.update(&*body);
-                    out.write_all(body)?;
-                    self.written += n as u64;
-                    self.consumed += n as u64;
-                    self.tail.drain(..n);
-                }
-            }
-        }
-        Ok(())
+        let (hash, written) = (&mut self.plain_hash, &mut self.written);
+        self.core.update(data, &mut |plain| {
+            hash.update(plain);
+            *written += plain.len() as u64;
+            write_to(out, plain)
+        })
     }
 
     /// Decrypts the last block, checks padding, MAC equality with pass 1, plaintext length
     /// and digest.
     pub fn finish<W: Write + ?Sized>(mut self, out: &mut W) -> Result<Opened> {
-        let total = self.consumed + self.tail.len() as u64;
-        if total != self.verified.blob_length || self.tail.len() < HOLD {
-            return Err(FormatError::BlobChanged);
-        }
-        let ct_len = self.tail.len() - MAC_LEN;
-        if !ct_len.is_multiple_of(16) {
-            return Err(FormatError::BlobChanged);
-        }
-        let (ct, mac) = self.tail.split_at_mut(ct_len);
-        self.hmac.update(ct);
-        let tag = self.hmac.clone().finalize().into_bytes();
-        if !ct_eq(&tag[..MAC_LEN], mac) || !ct_eq(mac, &self.verified.mac) {
-            return Err(FormatError::BlobChanged);
-        }
-        cbc_decrypt_in_place(&mut self.cbc, ct);
-        let pad = pkcs7_pad_len(&ct[ct_len - 16..]).ok_or(FormatError::CorruptPlaintext)?;
-        let plain = &ct[..ct_len - pad];
+        let plain = self
+            .core
+            .finish(self.verified.blob_length, &self.verified.mac)?;
         self.plain_hash.update(plain);
         out.write_all(plain)?;
         self.written += plain.len() as u64;
