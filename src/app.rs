@@ -145,7 +145,7 @@ fn not_allowed(allow: &'static str) -> actix_web::Route {
 /// The route table: every route of the service, in one place. `/metrics` is served here
 /// only when it has no listener of its own.
 pub fn routes(cfg: &mut web::ServiceConfig, metrics_here: bool) {
-    use routes::{download, health, media, tokens, upload, uploads};
+    use routes::{download, health, media, tokens, tus, upload};
     // tus answers carry the protocol version, errors included.
     let tus = || DefaultHeaders::new().add(("tus-resumable", "1.0.0"));
     cfg.service(
@@ -176,16 +176,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, metrics_here: bool) {
         // Clients are given the collection URL with or without the trailing slash.
         web::resource(["/v1/uploads/", "/v1/uploads"])
             .wrap(tus())
-            .route(web::method(Method::OPTIONS).to(uploads::options))
-            .post(uploads::create)
+            .route(web::method(Method::OPTIONS).to(tus::options))
+            .post(tus::create)
             .default_service(not_allowed("OPTIONS, POST")),
     )
     .service(
         web::resource("/v1/uploads/{uid}")
             .wrap(tus())
-            .head(uploads::head)
-            .route(web::method(Method::PATCH).to(uploads::patch))
-            .delete(uploads::terminate)
+            .head(tus::head)
+            .route(web::method(Method::PATCH).to(tus::patch))
+            .delete(tus::terminate)
             .default_service(not_allowed("HEAD, PATCH, DELETE")),
     )
     .service(

@@ -145,6 +145,65 @@ impl FromRequest for Gateway {
     }
 }
 
+/// Scopes as types, so a handler states what it needs in its signature and cannot forget
+/// to check it: `Authorized<needs::Delete>` extracts only for a partner holding `delete`.
+pub mod needs {
+    use super::Scope;
+
+    /// A scope a handler requires.
+    pub trait Needs {
+        const SCOPE: Scope;
+    }
+
+    pub struct Upload;
+    pub struct Token;
+    pub struct Delete;
+    pub struct Seal;
+
+    impl Needs for Upload {
+        const SCOPE: Scope = Scope::Upload;
+    }
+    impl Needs for Token {
+        const SCOPE: Scope = Scope::Token;
+    }
+    impl Needs for Delete {
+        const SCOPE: Scope = Scope::Delete;
+    }
+    impl Needs for Seal {
+        const SCOPE: Scope = Scope::Seal;
+    }
+}
+
+/// An authenticated partner that holds scope `N` (401 without a valid key, 403 without the
+/// scope, both before the handler runs or its body is read).
+pub struct Authorized<N: needs::Needs>(pub Partner, std::marker::PhantomData<N>);
+
+impl<N: needs::Needs> Authorized<N> {
+    pub fn partner(&self) -> &Partner {
+        &self.0
+    }
+
+    pub fn into_partner(self) -> Partner {
+        self.0
+    }
+}
+
+impl<N: needs::Needs> FromRequest for Authorized<N> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let result =
+            Gateway::from_request(req, payload)
+                .into_inner()
+                .and_then(|Gateway(partner)| {
+                    partner.require(N::SCOPE)?;
+                    Ok(Authorized(partner, std::marker::PhantomData))
+                });
+        std::future::ready(result)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,18 +4,18 @@ use actix_web::{HttpResponse, web};
 use object_store::ObjectStoreExt;
 
 use crate::app::AppState;
-use crate::auth::{Gateway, Scope};
+use crate::auth::{Authorized, Gateway, Partner, needs};
 use crate::error::{ApiError, StoreError};
 use crate::ingest::{MediaInfo, id_is_valid, lookup, now_unix};
 use crate::storage::{Head, media_path};
 
 /// The caller's live media, or the error a stranger would get: another partner's media is
 /// indistinguishable from none (404, not 403).
-pub async fn owned(state: &AppState, gw: &Gateway, id: &str) -> Result<Head, ApiError> {
+pub async fn owned(state: &AppState, partner: &Partner, id: &str) -> Result<Head, ApiError> {
     if !id_is_valid(id) {
         return Err(ApiError::MediaNotFound);
     }
-    let head = lookup(state, &gw.0.id, id)
+    let head = lookup(state, &partner.id, id)
         .await?
         .ok_or(ApiError::MediaNotFound)?;
     if head.header.meta.expires <= now_unix() {
@@ -29,16 +29,15 @@ pub async fn get(
     gw: Gateway,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let head = owned(&state, &gw, &id).await?;
+    let head = owned(&state, &gw.0, &id).await?;
     Ok(HttpResponse::Ok().json(MediaInfo::from_head(&id, &head)?))
 }
 
 pub async fn delete(
     state: web::Data<AppState>,
-    gw: Gateway,
+    gw: Authorized<needs::Delete>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    gw.0.require(Scope::Delete)?;
     if !id_is_valid(&id) {
         return Err(ApiError::MediaNotFound);
     }

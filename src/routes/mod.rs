@@ -4,5 +4,5 @@ pub mod download;
 pub mod health;
 pub mod media;
 pub mod tokens;
+pub mod tus;
 pub mod upload;
-pub mod uploads;

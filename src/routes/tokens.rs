@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::auth::{Gateway, Scope};
+use crate::auth::{Authorized, needs};
 use crate::error::{ApiError, BadRequest};
 use crate::ingest::{now_unix, rfc3339};
 use crate::token_service::{Class, MintRequest, TokenService};
@@ -41,12 +41,11 @@ pub struct FanoutResponse {
 
 pub async fn mint(
     state: web::Data<AppState>,
-    gw: Gateway,
+    gw: Authorized<needs::Token>,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<MintBody>,
 ) -> Result<HttpResponse, ApiError> {
-    gw.0.require(Scope::Token)?;
     let body = body.into_inner();
     let single;
     let (class, audiences): (Class, &[String]) = match (&body.audience, &body.audiences) {
@@ -68,7 +67,7 @@ pub async fn mint(
     };
     let service = TokenService::new(&state);
     let ttl = service.precheck(&gw.0, &request)?;
-    let head = super::media::owned(&state, &gw, &id).await?;
+    let head = super::media::owned(&state, &gw.0, &id).await?;
     let minted = service.mint_all(&gw.0, &id, &head, &request, ttl, now_unix())?;
     // Configured and validated at start-up (`server.public_url`, or the bound address in dev
     // mode), never the request's Host / X-Forwarded-*: a client must not choose the origin.

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use futures::StreamExt;
 
 use crate::app::AppState;
-use crate::auth::{Gateway, Scope};
+use crate::auth::{Authorized, needs};
 use crate::error::{ApiError, BadRequest};
 use crate::ingest::BodyError;
 use crate::media::parse_sha256;
@@ -138,12 +138,11 @@ pub async fn options(state: web::Data<AppState>) -> HttpResponse {
 /// `POST /v1/uploads/`: creation, and creation-with-upload when a body comes along.
 pub async fn create(
     state: web::Data<AppState>,
-    gw: Gateway,
+    gw: Authorized<needs::Upload>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     require_tus(&req)?;
-    gw.0.require(Scope::Upload)?;
     if state.is_draining() {
         return Err(ApiError::ShuttingDown);
     }
@@ -217,12 +216,11 @@ pub async fn create(
 /// `HEAD /v1/uploads/{uid}`: the durable offset.
 pub async fn head(
     state: web::Data<AppState>,
-    gw: Gateway,
+    gw: Authorized<needs::Upload>,
     req: HttpRequest,
     uid: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     require_tus(&req)?;
-    gw.0.require(Scope::Upload)?;
     let p = uploads::status(&state, &gw.0, &uid).await?;
     let mut resp = progress_headers(HttpResponse::Ok(), &p);
     resp.insert_header(("upload-length", p.length.to_string()));
@@ -235,13 +233,12 @@ pub async fn head(
 /// `PATCH /v1/uploads/{uid}`: append at `Upload-Offset`.
 pub async fn patch(
     state: web::Data<AppState>,
-    gw: Gateway,
+    gw: Authorized<needs::Upload>,
     req: HttpRequest,
     uid: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     require_tus(&req)?;
-    gw.0.require(Scope::Upload)?;
     if state.is_draining() {
         return Err(ApiError::ShuttingDown);
     }
@@ -256,12 +253,11 @@ pub async fn patch(
 /// `DELETE /v1/uploads/{uid}`: termination.
 pub async fn terminate(
     state: web::Data<AppState>,
-    gw: Gateway,
+    gw: Authorized<needs::Upload>,
     req: HttpRequest,
     uid: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     require_tus(&req)?;
-    gw.0.require(Scope::Upload)?;
     uploads::terminate(&state, &gw.0, &uid).await?;
     Ok(HttpResponse::NoContent().finish())
 }
