@@ -15,6 +15,14 @@
 //!
 //! Run: `cargo bench --bench at_rest` (add `-- seal/16MiB` etc. to filter).
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Duration;

@@ -5,6 +5,14 @@
 //! plaintext bytes per second. Compare with `openssl speed -evp aes-256-cbc` (CBC encryption
 //! alone): the formats add SHA-256 and HMAC-SHA256 passes over the data.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 use std::hint::black_box;
 use std::io::{Cursor, sink};
 use std::time::Duration;

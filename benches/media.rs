@@ -15,6 +15,14 @@
 //! Samples are generated at start: the JPEG with the image crate, the voice note with
 //! `ffmpeg` (skipped with a message when ffmpeg is missing). `cargo bench --bench media`.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

@@ -4,6 +4,14 @@
 //!
 //! Run: `cargo bench --bench tokens`.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Duration;

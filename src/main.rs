@@ -1,6 +1,8 @@
 //! interop-media command line: `serve` (default), `keygen`, `config check`, `sweep`, and the
 //! client commands `prepare`, `open`, `upload`, `download`.
 
+#![forbid(unsafe_code)]
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;

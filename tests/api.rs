@@ -2,6 +2,14 @@
 //! (local files and a real S3-compatible server), and the hostile cases of issue #2, each
 //! asserting status, error `code`, and that nothing partial became visible.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -7,6 +7,14 @@
 //! random sizes, 8 random ranges each) runs with
 //! `INTEROP_MEDIA_FULL_SWEEP=1 cargo test --test byte_exact -- --nocapture`.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod common;
 
 use common::{ServiceBuilder, backends, block_on, http};

@@ -2,6 +2,14 @@
 //! fetches with the token, verifies and decrypts, and the plaintext comes back identical;
 //! `open` refuses tampered blobs and bad descriptors with distinct exit codes.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod common;
 
 use std::process::Command;

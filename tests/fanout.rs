@@ -6,6 +6,14 @@
 //! Metrics are read from `server.metrics_listen`, set explicitly, so the test does not depend
 //! on whether `/metrics` is also on the public listener.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod common;
 
 use std::collections::BTreeMap;

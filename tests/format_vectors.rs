@@ -2,6 +2,14 @@
 //! derivation, nonce construction or chunking breaks. Regenerate only for a new format
 //! version: `REGENERATE_VECTORS=1 cargo test --test format_vectors`.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 use std::collections::BTreeMap;
 
 use bytes::BytesMut;

@@ -3,6 +3,14 @@
 //! `sweep` cannot find and remove (defect 4), and a stored chunk that fails authentication
 //! mid-download never looks like a complete response (defect 9).
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

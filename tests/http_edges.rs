@@ -2,6 +2,14 @@
 //! pipelined requests framed by their own request, `Expect: 100-continue` refused before the
 //! 100 when the key, scope or declared size would be refused, and nothing exposed by default.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

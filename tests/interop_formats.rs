@@ -18,6 +18,14 @@
 //!
 //! Set `INTEROP_SKIP_NODE=1` to skip the Node-backed tests on a machine without Node.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,6 +3,14 @@
 //! running binary), and its `Problem.code` enum is exactly the codes of `src/error.rs`,
 //! each used under the status the code answers with.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,14 @@
 //! token key ring rolled across two replicas — new `kid` added, made active, the old one kept
 //! verify-only, then removed. Zero failures during the overlap, zero old tokens accepted after.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod common;
 
 use std::path::Path;

@@ -15,6 +15,16 @@
 //! is missing the tests that need it are skipped with a message, except under `CI=true`, where
 //! a missing tool is a failure.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+// `atexit` removes the shared samples directory (statics are never dropped).
+#![allow(unsafe_code)]
+
 mod common;
 
 use std::io::{Read, Write};

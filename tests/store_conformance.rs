@@ -6,6 +6,14 @@
 //! and prints a `FINDING` line. `cargo test --test store_conformance -- --nocapture` shows them;
 //! `findings_table` prints a summary table of the range semantics.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod common;
 
 use std::path::PathBuf;

@@ -3,6 +3,14 @@
 //! upload; a client that disconnects mid-upload gets its multipart upload aborted too; a
 //! resumable upload whose part write fails keeps its last durable offset and resumes.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 #[path = "common/in_process.rs"]
 mod in_process;
 

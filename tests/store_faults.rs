@@ -9,6 +9,14 @@
 //!
 //! `cargo test --test store_faults -- --nocapture`
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 #[path = "common/in_process.rs"]
 mod in_process;
 

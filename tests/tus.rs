@@ -3,6 +3,14 @@
 //! second replica, replicas racing on one offset, and the hostile cases, each asserting the
 //! status, the error `code`, and that nothing partial became visible.
 
+// Tests and benches fail loudly: unwrap, expect and panic are how they report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

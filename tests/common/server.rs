@@ -407,16 +407,15 @@ impl Service {
 
     /// Send a signal (e.g. `libc::SIGTERM`) to the child.
     pub fn signal(&self, signal: libc::c_int) -> std::io::Result<()> {
-        let pid = libc::pid_t::try_from(self.child.id())
-            .map_err(|_| std::io::Error::other("pid out of range"))?;
-        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, which
-        // is not reaped before `exit` is set, so it cannot have been reused.
-        let rc = unsafe { libc::kill(pid, signal) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or_else(|| std::io::Error::other("pid out of range"))?;
+        let signal = rustix::process::Signal::from_named_raw(signal)
+            .ok_or_else(|| std::io::Error::other("unknown signal"))?;
+        // The pid is our own child, which is not reaped before `exit` is set, so it cannot
+        // have been reused.
+        rustix::process::kill_process(pid, signal).map_err(std::io::Error::from)
     }
 
     /// Send SIGTERM (graceful shutdown). Panics if the child was already reaped.
