@@ -14,6 +14,10 @@
 //!   served as `bytes=0-` (an `S3Access` hook edits the parsed request after SigV4 checked it).
 //!   s3s-fs 0.14.1 seeks `N` bytes back from the end without clamping and answers 500
 //!   InternalError (which object_store retries); AWS returns the whole object.
+//! * Each request is handled on its own task, so a client that disconnects (or is killed)
+//!   does not cancel the server's work half-way: s3s-fs 0.14.1 handlers are not
+//!   cancellation-safe (a dropped CompleteMultipartUpload leaves parts and metadata with no
+//!   upload record, which no ListMultipartUploads shows); AWS carries a received request out.
 //! * `S3Server::builder().raw()` turns both fixes off (plain s3s-fs behaviour).
 //! * ListMultipartUploads (`GET /bucket?uploads`), which s3s-fs 0.14.1 answers 501, is
 //!   answered from s3s-fs's own in-flight upload records (`.upload-<id>.json`, and the
@@ -673,12 +677,22 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Svc {
         let list_uploads = Self::list_uploads_query(&req);
         let root = self.root.clone();
         let fut = hyper::service::Service::call(&self.inner, req);
-        Box::pin(async move {
+        // On its own task: a request the server has received is carried out even if the
+        // client goes away (as on AWS). s3s-fs handlers are not cancellation-safe: dropped
+        // half-way (the client killed), CompleteMultipartUpload leaves its parts and
+        // metadata behind with no upload record, CreateMultipartUpload a record with no key.
+        let fut = tokio::spawn(async move {
             let _guard = match &lock {
                 Some(l) => Some(l.lock().await),
                 None => None,
             };
-            let resp = fut.await?;
+            fut.await
+        });
+        Box::pin(async move {
+            let resp = match fut.await {
+                Ok(resp) => resp?,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
             match list_uploads {
                 Some((bucket, prefix)) if resp.status() == hyper::StatusCode::NOT_IMPLEMENTED => {
                     let xml = list_multipart_uploads(&root, &bucket, &prefix);
