@@ -14,6 +14,10 @@
 //!   served as `bytes=0-` (an `S3Access` hook edits the parsed request after SigV4 checked it).
 //!   s3s-fs 0.14.1 seeks `N` bytes back from the end without clamping and answers 500
 //!   InternalError (which object_store retries); AWS returns the whole object.
+//! * Each request is handled on its own task, so a client that disconnects (or is killed)
+//!   does not cancel the server's work half-way: s3s-fs 0.14.1 handlers are not
+//!   cancellation-safe (a dropped CompleteMultipartUpload leaves parts and metadata with no
+//!   upload record, which no ListMultipartUploads shows); AWS carries a received request out.
 //! * `S3Server::builder().raw()` turns both fixes off (plain s3s-fs behaviour).
 //! * ListMultipartUploads (`GET /bucket?uploads`), which s3s-fs 0.14.1 answers 501, is
 //!   answered from s3s-fs's own in-flight upload records (`.upload-<id>.json`, and the
@@ -27,6 +31,9 @@
 //! * [`S3Server::start_blocking`] runs it on its own thread with its own runtime. Use this one
 //!   whenever another process (the service binary) talks to the server, or from plain `#[test]`s:
 //!   it keeps serving while the test thread blocks.
+//!
+//! [`S3Server::kill`] stops it abruptly and keeps its files; [`S3Server::restart`] brings it
+//! back on the same port, root and credentials (a storage outage for the service under test).
 //!
 //! Dropping the `S3Server` stops it and removes its directory.
 
@@ -117,44 +124,70 @@ impl S3ServerBuilder {
     /// Works from plain `#[test]`s and from inside async tests alike.
     pub fn start_blocking(self) -> S3Server {
         let prepared = Prepared::new(&self);
-        let service = prepared.service.clone();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("s3s-fs-server".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("s3s-fs-worker")
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
+        let (addr, stop_tx, thread) = serve_on_thread(prepared.service.clone(), None)
+            .unwrap_or_else(|e| panic!("S3 server failed to start: {e}"));
+        prepared.into_server(addr, stop_tx, Some(thread))
+    }
+}
+
+/// Run the accept loop for `service` on its own thread and runtime, bound to `bind` (or a
+/// fresh port on 127.0.0.1). Returns the address, the stop switch and the thread.
+fn serve_on_thread(
+    service: Svc,
+    bind: Option<SocketAddr>,
+) -> std::io::Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>)> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("s3s-fs-server".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("s3s-fs-worker")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match bind_listener(bind).await {
+                    Ok(l) => l,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
-                rt.block_on(async move {
-                    let listener = match TcpListener::bind("127.0.0.1:0").await {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(listener.local_addr());
-                    accept_loop(listener, service, stop_rx).await;
-                });
-                // Do not wait for keep-alive connections of clients that are still around.
-                rt.shutdown_timeout(Duration::from_secs(1));
-            })
-            .expect("spawn the S3 server thread");
-        let addr = ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("S3 server thread did not report its address")
-            .expect("S3 server failed to start");
-        prepared.into_server(addr, stop_tx, Some(thread))
+                let _ = ready_tx.send(listener.local_addr());
+                accept_loop(listener, service, stop_rx).await;
+            });
+            // Do not wait for keep-alive connections of clients that are still around.
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })?;
+    let addr = ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| std::io::Error::other("S3 server thread did not report its address"))??;
+    Ok((addr, stop_tx, thread))
+}
+
+/// Bind `addr` (retrying for a few seconds while the port is still held by a server that is
+/// going away), or a fresh port on 127.0.0.1.
+async fn bind_listener(addr: Option<SocketAddr>) -> std::io::Result<TcpListener> {
+    let Some(addr) = addr else {
+        return TcpListener::bind("127.0.0.1:0").await;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -171,6 +204,7 @@ pub struct S3Server {
     pub root: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    opts: S3ServerBuilder,
     // Dropped last (after the server stopped): removes the files.
     _dir: TempDir,
 }
@@ -295,6 +329,32 @@ impl S3Server {
         out
     }
 
+    /// Stop abruptly, as a crashed server would: the listener closes and open connections
+    /// are dropped (in-flight requests get no answer), but the files, the port and the
+    /// credentials are kept so that [`S3Server::restart`] brings the same server back.
+    pub fn kill(&mut self) {
+        self.shutdown();
+    }
+
+    /// Whether the server is serving (false between [`S3Server::kill`] and
+    /// [`S3Server::restart`]).
+    pub fn is_running(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// Start again (killing it first if it runs) on the same port, root directory, bucket and
+    /// credentials, with the same options; existing objects and in-flight multipart state
+    /// are kept. The new server always runs on its own thread (as with `start_blocking`).
+    pub fn restart(&mut self) {
+        self.shutdown();
+        let service = build_service(&self.root, &self.access_key, &self.secret_key, &self.opts);
+        let (addr, stop, thread) = serve_on_thread(service, Some(self.addr))
+            .unwrap_or_else(|e| panic!("S3 server failed to restart on {}: {e}", self.addr));
+        debug_assert_eq!(addr, self.addr);
+        self.stop = Some(stop);
+        self.thread = Some(thread);
+    }
+
     /// Stop now (same as dropping).
     pub fn stop(mut self) {
         self.shutdown();
@@ -353,6 +413,7 @@ struct Prepared {
     access_key: String,
     secret_key: String,
     service: Svc,
+    opts: S3ServerBuilder,
 }
 
 impl Prepared {
@@ -368,24 +429,7 @@ impl Prepared {
         std::fs::create_dir_all(root.join(bucket)).expect("create bucket directory");
         let access_key = format!("AK{}", random_hex(8).to_uppercase());
         let secret_key = random_hex(20);
-        let fs = s3s_fs::FileSystem::new(&root).expect("s3s_fs::FileSystem::new");
-        let mut b = S3ServiceBuilder::new(fs);
-        b.set_auth(SimpleAuth::from_single(
-            access_key.clone(),
-            secret_key.clone(),
-        ));
-        if opts.fix_suffix_ranges {
-            // Runs after SigV4 verification, on the parsed input (the Range header is signed,
-            // so it cannot be rewritten on the wire).
-            b.set_access(SuffixRangeFix { root: root.clone() });
-        }
-        let service = Svc {
-            root: root.clone(),
-            inner: b.build(),
-            locks: opts
-                .serialize_writes
-                .then(|| Arc::new(StdMutex::new(HashMap::new()))),
-        };
+        let service = build_service(&root, &access_key, &secret_key, opts);
         Self {
             dir,
             root,
@@ -393,6 +437,7 @@ impl Prepared {
             access_key,
             secret_key,
             service,
+            opts: opts.clone(),
         }
     }
 
@@ -412,8 +457,33 @@ impl Prepared {
             root: self.root,
             stop: Some(stop),
             thread,
+            opts: self.opts,
             _dir: self.dir,
         }
+    }
+}
+
+/// The s3s service over the files under `root`, with these credentials and options.
+fn build_service(root: &Path, access_key: &str, secret_key: &str, opts: &S3ServerBuilder) -> Svc {
+    let fs = s3s_fs::FileSystem::new(root).expect("s3s_fs::FileSystem::new");
+    let mut b = S3ServiceBuilder::new(fs);
+    b.set_auth(SimpleAuth::from_single(
+        access_key.to_owned(),
+        secret_key.to_owned(),
+    ));
+    if opts.fix_suffix_ranges {
+        // Runs after SigV4 verification, on the parsed input (the Range header is signed,
+        // so it cannot be rewritten on the wire).
+        b.set_access(SuffixRangeFix {
+            root: root.to_path_buf(),
+        });
+    }
+    Svc {
+        root: root.to_path_buf(),
+        inner: b.build(),
+        locks: opts
+            .serialize_writes
+            .then(|| Arc::new(StdMutex::new(HashMap::new()))),
     }
 }
 
@@ -607,12 +677,22 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Svc {
         let list_uploads = Self::list_uploads_query(&req);
         let root = self.root.clone();
         let fut = hyper::service::Service::call(&self.inner, req);
-        Box::pin(async move {
+        // On its own task: a request the server has received is carried out even if the
+        // client goes away (as on AWS). s3s-fs handlers are not cancellation-safe: dropped
+        // half-way (the client killed), CompleteMultipartUpload leaves its parts and
+        // metadata behind with no upload record, CreateMultipartUpload a record with no key.
+        let fut = tokio::spawn(async move {
             let _guard = match &lock {
                 Some(l) => Some(l.lock().await),
                 None => None,
             };
-            let resp = fut.await?;
+            fut.await
+        });
+        Box::pin(async move {
+            let resp = match fut.await {
+                Ok(resp) => resp?,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
             match list_uploads {
                 Some((bucket, prefix)) if resp.status() == hyper::StatusCode::NOT_IMPLEMENTED => {
                     let xml = list_multipart_uploads(&root, &bucket, &prefix);
