@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
 use crate::auth::Partner;
+use crate::body_limit::BodyLimit;
 use crate::crypto::object::{ObjectMeta, seal_header};
 use crate::crypto::stream::{Sealer, plain_len};
 use crate::error::{ApiError, StoreError};
@@ -114,45 +115,30 @@ where
 /// Counts and hashes the body and enforces the length limits shared by both paths.
 struct Intake {
     hasher: Sha256,
-    received: u64,
-    limit: u64,
-    declared: Option<u64>,
-    kind: &'static str,
+    count: BodyLimit,
 }
 
 impl Intake {
     fn take(&mut self, piece: &[u8]) -> Result<(), ApiError> {
-        self.received += piece.len() as u64;
-        if self.declared.is_some_and(|d| self.received > d) {
-            return Err(ApiError::LengthMismatch);
-        }
-        if self.received > self.limit {
-            return Err(ApiError::TooLarge {
-                kind: self.kind,
-                declared: self.received,
-                limit: self.limit,
-            });
-        }
+        self.count.take(piece.len())?;
         self.hasher.update(piece);
         Ok(())
     }
 
     /// Length, digest and structure checks once the body has ended.
     fn verify(self, req: &UploadRequest) -> Result<u64, ApiError> {
-        if self.declared.is_some_and(|d| d != self.received) {
-            return Err(ApiError::LengthMismatch);
-        }
+        let received = self.count.finish()?;
         let digest: [u8; 32] = self.hasher.finalize().into();
         if !bool::from(digest.ct_eq(&req.sha256)) {
             return Err(ApiError::DigestMismatch);
         }
-        if !req.format.length_is_valid(self.received) {
+        if !req.format.length_is_valid(received) {
             return Err(ApiError::FormatInvalid {
                 format: req.format.as_str(),
-                len: self.received,
+                len: received,
             });
         }
-        Ok(self.received)
+        Ok(received)
     }
 }
 
@@ -228,10 +214,7 @@ where
         .derive(&req.partner.id, req.kind, req.format, &req.sha256);
     let mut intake = Intake {
         hasher: Sha256::new(),
-        received: 0,
-        limit,
-        declared: req.declared_len,
-        kind: req.kind.as_str(),
+        count: BodyLimit::new(req.kind.as_str(), limit, req.declared_len),
     };
     let idle = settings.body_idle_timeout;
     let now = now_unix();

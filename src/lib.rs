@@ -9,6 +9,7 @@
 pub mod access;
 pub mod app;
 pub mod auth;
+pub mod body_limit;
 pub mod client;
 pub mod config;
 pub mod crypto;

@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::app::AppState;
 use crate::auth::Partner;
+use crate::body_limit::BodyLimit;
 use crate::error::ApiError;
 use crate::formats::{self, Descriptor, SealOptions};
 use crate::ingest::{BodyError, MediaInfo, Outcome, UploadRequest, ingest, next_piece};
@@ -188,24 +189,12 @@ where
     S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
 {
     let mut file = tokio::fs::File::from_std(file);
-    let mut received = 0u64;
+    let mut count = BodyLimit::new(req.kind.as_str(), limit, req.declared_len);
     while let Some(piece) = next_piece(&mut body, state.settings.body_idle_timeout).await? {
-        received += piece.len() as u64;
-        if req.declared_len.is_some_and(|d| received > d) {
-            return Err(ApiError::LengthMismatch);
-        }
-        if received > limit {
-            return Err(ApiError::TooLarge {
-                kind: req.kind.as_str(),
-                declared: received,
-                limit,
-            });
-        }
+        count.take(piece.len())?;
         file.write_all(&piece).await.map_err(io_error)?;
     }
-    if req.declared_len.is_some_and(|d| received != d) {
-        return Err(ApiError::LengthMismatch);
-    }
+    count.finish()?;
     file.flush().await.map_err(io_error)?;
     Ok(file.into_std().await)
 }

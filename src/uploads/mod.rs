@@ -37,6 +37,7 @@ use tokio::task::JoinSet;
 
 use crate::app::AppState;
 use crate::auth::Partner;
+use crate::body_limit::BodyLimit;
 use crate::crypto::object::{ObjectMeta, open_header, seal_header};
 use crate::crypto::stream::Sealer;
 use crate::error::{ApiError, StoreError};
@@ -433,18 +434,12 @@ where
 
     // Feed the writer; `stop` is why the body ended early (its data up to there is kept).
     let fed = match req.checksum {
-        None => {
-            writer
-                .feed(&mut lease, &mut guard, st, body, remaining)
-                .await
-        }
+        None => writer.feed(&mut lease, &mut guard, st, body).await,
         Some(sum) => match spool(state, &mut lease, &mut guard, uid, body, remaining, sum).await {
             Ok(file) => {
                 let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
                     .map(|r| r.map_err(|_| BodyError::Aborted));
-                writer
-                    .feed(&mut lease, &mut guard, st, stream, remaining)
-                    .await
+                writer.feed(&mut lease, &mut guard, st, stream).await
             }
             Err(e) => Err(e),
         },
@@ -460,7 +455,7 @@ where
         }
     };
 
-    let done = st.offset + writer.received == st.length;
+    let done = st.offset + writer.count.received() == st.length;
     let result = if done && stop.is_none() {
         writer.finish(&mut lease, st).await
     } else {
@@ -510,21 +505,14 @@ where
     })?;
     let mut file = tokio::fs::File::from_std(file);
     let mut hasher = Sha256::new();
-    let mut received = 0u64;
+    let mut count = BodyLimit::new("upload", remaining, None);
     let idle = state.settings.body_idle_timeout;
     let io = |e: std::io::Error| {
         tracing::error!(error = %e, "writing the spool file failed");
         ApiError::StorageUnavailable
     };
     while let Some(piece) = next_piece(&mut body, idle).await? {
-        received += piece.len() as u64;
-        if received > remaining {
-            return Err(ApiError::TooLarge {
-                kind: "upload",
-                declared: received,
-                limit: remaining,
-            });
-        }
+        count.take(piece.len())?;
         hasher.update(&piece);
         file.write_all(&piece).await.map_err(io)?;
         lease.keep(state, uid).await?;
@@ -563,7 +551,8 @@ struct Writer<'a> {
     /// Whether `multipart` was started by this PATCH (so it is ours to abort on failure).
     started_multipart: bool,
     in_flight: JoinSet<(usize, Result<String, StoreError>)>,
-    received: u64,
+    /// This PATCH's body, counted against what the upload has left.
+    count: BodyLimit,
     /// Positions right after a part was cut, committed once the parts up to them are stored.
     checkpoints: std::collections::VecDeque<Checkpoint>,
     /// The staged tail of the newest committed state (removed once a newer one commits).
@@ -645,7 +634,7 @@ impl<'a> Writer<'a> {
             multipart: st.multipart.clone(),
             started_multipart: false,
             in_flight: JoinSet::new(),
-            received: 0,
+            count: BodyLimit::new("upload", st.length - st.offset, None),
             checkpoints: std::collections::VecDeque::new(),
             committed_tail: st.tail,
         })
@@ -659,7 +648,6 @@ impl<'a> Writer<'a> {
         guard: &mut ReleaseOnDrop<'a>,
         st: &UploadState,
         mut body: S,
-        remaining: u64,
     ) -> Result<Option<ApiError>, ApiError>
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
@@ -691,14 +679,9 @@ impl<'a> Writer<'a> {
                 Ok(None) => return Ok(None),
                 Err(e) => return Ok(Some(e)),
             };
-            if self.received + piece.len() as u64 > remaining {
-                return Ok(Some(ApiError::TooLarge {
-                    kind: "upload",
-                    declared: self.received + piece.len() as u64,
-                    limit: remaining,
-                }));
+            if let Err(e) = self.count.take(piece.len()) {
+                return Ok(Some(e));
             }
-            self.received += piece.len() as u64;
             self.hasher.update(&piece);
             if let Some(s) = self.sealer.as_mut() {
                 let mut out = BytesMut::with_capacity(piece.len() + 64);
@@ -734,7 +717,7 @@ impl<'a> Writer<'a> {
             sealed.extend_from_slice(b);
         }
         self.checkpoints.push_back(Checkpoint {
-            received: self.received,
+            received: self.count.received(),
             parts: self.parts.len(),
             index,
             pending: zeroize::Zeroizing::new(pending.to_vec()),
@@ -899,7 +882,7 @@ impl<'a> Writer<'a> {
         let (index, pending) = sealer.position();
         let mut next = st.clone();
         next.held = None;
-        next.offset += self.received;
+        next.offset += self.count.received();
         next.parts = self.parts.clone();
         next.multipart = self.multipart.clone();
         next.sealer_index = index;
