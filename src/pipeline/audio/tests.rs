@@ -6,6 +6,7 @@ use super::ogg::{
 };
 use super::waveform::WAVEFORM_LEN;
 use super::*;
+use crate::pipeline::testing::{undecodable, xorshift};
 
 const VOICE: &[u8] = include_bytes!("../../../tests/media/av/voice.opus");
 const TONE_OGG: &[u8] = include_bytes!("../../../tests/media/av/tone.ogg");
@@ -42,13 +43,6 @@ fn wav(rate: u32, secs: f64, envelope: impl Fn(f64) -> f64) -> Vec<u8> {
     v.extend_from_slice(&(data.len() as u32).to_le_bytes());
     v.extend_from_slice(&data);
     v
-}
-
-fn undecodable(r: Result<Analysis, MediaError>) -> String {
-    match r {
-        Err(MediaError::Undecodable(m)) => m,
-        other => panic!("expected Undecodable, got {other:?}"),
-    }
 }
 
 #[test]
@@ -500,9 +494,7 @@ fn fuzz_entry_survives_mutations() {
     for round in 0..300 {
         let mut f = seeds[round % seeds.len()].to_vec();
         for _ in 0..8 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let i = (x as usize) % f.len();
             f[i] = (x >> 40) as u8;
         }

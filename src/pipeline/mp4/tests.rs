@@ -1,5 +1,6 @@
 use super::boxes::{fourcc, parse_esds, rotation};
 use super::*;
+use crate::pipeline::testing::{undecodable, xorshift};
 
 fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(body.len() + 8);
@@ -111,13 +112,6 @@ fn moov(traks: &[Vec<u8>]) -> Vec<u8> {
 
 fn run(data: &[u8]) -> Result<Analysis, MediaError> {
     analyze_reader(Cursor::new(data), data.len() as u64, &Limits::default())
-}
-
-fn undecodable(r: Result<Analysis, MediaError>) -> String {
-    match r {
-        Err(MediaError::Undecodable(m)) => m,
-        other => panic!("expected Undecodable, got {other:?}"),
-    }
 }
 
 #[test]
@@ -606,9 +600,7 @@ fn fuzz_entry_survives_mutations() {
     for _ in 0..3000 {
         let mut f = file.clone();
         for _ in 0..4 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let i = (x as usize) % f.len();
             f[i] = (x >> 32) as u8;
         }

@@ -15,6 +15,7 @@ use super::png::{PNG_SIGNATURE, crc32, png_chunk};
 use super::webp::{VP8X_ANIMATION, VP8X_EXIF, VP8X_XMP};
 use super::*;
 use crate::pipeline::sniff;
+use crate::pipeline::testing::{riff, xorshift};
 
 fn limits() -> Limits {
     Limits::default()
@@ -187,19 +188,7 @@ fn insert_png_chunks(png: &[u8], chunks: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn riff_webp(chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
-    let mut body = b"WEBP".to_vec();
-    for (fourcc, data) in chunks {
-        body.extend_from_slice(*fourcc);
-        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        body.extend_from_slice(data);
-        if data.len() % 2 == 1 {
-            body.push(0);
-        }
-    }
-    let mut v = b"RIFF".to_vec();
-    v.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    v.extend_from_slice(&body);
-    v
+    riff(b"WEBP", chunks)
 }
 
 /// The VP8L chunk payload of a simple lossless WebP from the encoder.
@@ -863,9 +852,7 @@ fn garbage_after_a_valid_header_is_refused() {
     let mut noise = Vec::with_capacity(4096);
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     for _ in 0..4096 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         noise.push(x as u8);
     }
     let png = png_bytes(&rgba_pattern(12, 9));
@@ -1011,9 +998,7 @@ fn mutated_files_never_panic() {
     ];
     let mut x = 0xD1B5_4A32_D192_ED03u64;
     let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         x
     };
     for sample in &samples {
@@ -1047,9 +1032,7 @@ fn bench_thumbnail_12mp() {
     let (w, h) = (4000u32, 3000u32);
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let img = RgbImage::from_fn(w, h, |px, py| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         let n = (x & 0x3F) as u32;
         Rgb([
             ((px * 200 / w) + n) as u8,

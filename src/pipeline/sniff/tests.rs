@@ -1,4 +1,5 @@
 use super::*;
+use crate::pipeline::testing::riff;
 
 fn name(h: &[u8]) -> &'static str {
     sniff(h).name
@@ -14,22 +15,6 @@ fn ftyp_box(major: &[u8; 4], compat: &[&[u8; 4]]) -> Vec<u8> {
         v.extend_from_slice(*c);
     }
     v.extend_from_slice(&[0, 0, 0, 8, b'f', b'r', b'e', b'e']);
-    v
-}
-
-fn riff(form: &[u8; 4], chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
-    let mut body = form.to_vec();
-    for (cc, data) in chunks {
-        body.extend_from_slice(*cc);
-        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        body.extend_from_slice(data);
-        if data.len() % 2 == 1 {
-            body.push(0);
-        }
-    }
-    let mut v = b"RIFF".to_vec();
-    v.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    v.extend_from_slice(&body);
     v
 }
 

@@ -3,6 +3,7 @@ use std::io::Cursor;
 use super::h264::{Bits, unescape};
 use super::*;
 use crate::pipeline::mp4;
+use crate::pipeline::testing::xorshift;
 
 // ffmpeg (libx264/libx265, testsrc2 96x64, 2 frames, +faststart); h264-frame0.png is
 // ffmpeg's own decode of h264-high.mp4's first frame (`-frames:v 1 h264-frame0.png`).
@@ -163,9 +164,7 @@ fn corrupt_frames_are_refused_not_crashed() {
     for _ in 0..300 {
         let mut f = frame.clone();
         for _ in 0..8 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let i = (x as usize) % f.sample.len();
             f.sample[i] = (x >> 40) as u8;
         }
