@@ -1,6 +1,8 @@
 //! EXIF (a TIFF structure): only IFD0 is read, for the orientation, the GPS pointer and the
 //! WhatsApp sticker-pack tag. Everything else in it is dropped unread.
 
+use super::{be16, be32, le16, le32};
+
 /// What IFD0 of an EXIF block says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ExifFacts {
@@ -29,23 +31,9 @@ pub(super) fn exif_facts(tiff: &[u8]) -> ExifFacts {
         Some(b"II\x2a\0") => false,
         _ => return facts,
     };
-    let u16_at = |at: usize| {
-        let b = tiff.get(at..at.checked_add(2)?)?;
-        Some(if big {
-            u16::from_be_bytes([b[0], b[1]])
-        } else {
-            u16::from_le_bytes([b[0], b[1]])
-        })
-    };
-    let u32_at = |at: usize| {
-        let b = tiff.get(at..at.checked_add(4)?)?;
-        let b = [b[0], b[1], b[2], b[3]];
-        Some(if big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    };
+    // The same bounds-checked readers as the format walkers, in the block's own byte order.
+    let u16_at = |at: usize| if big { be16(tiff, at) } else { le16(tiff, at) };
+    let u32_at = |at: usize| if big { be32(tiff, at) } else { le32(tiff, at) };
     let Some(ifd) = u32_at(4).map(|o| o as usize) else {
         return facts;
     };
