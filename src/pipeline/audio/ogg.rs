@@ -39,6 +39,8 @@ pub(super) struct OggOpus {
 }
 
 /// Ogg CRC-32: polynomial 0x04C11DB7, no reflection, initial value 0, no final XOR.
+/// Hand-written on purpose: `crc32fast` computes only the reflected IEEE CRC (PNG's), and
+/// `crc-fast` (in the lock through `object_store`) would need custom parameters for 20 lines.
 const OGG_CRC: [u32; 256] = {
     let mut t = [0u32; 256];
     let mut i = 0;

@@ -8,20 +8,9 @@ use crate::pipeline::{Limits, MediaError};
 
 pub(super) const PNG_SIGNATURE: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
 
-/// CRC-32 (ISO 3309, as PNG uses it), bitwise: only ever run over a few dozen bytes.
+/// CRC-32 (ISO 3309, as PNG uses it): `crc32fast`, already in the tree through `png`/`flate2`.
 pub(super) fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    crc32fast::hash(bytes)
 }
 
 pub(super) fn png_chunk(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
