@@ -1,3 +1,6 @@
+//! Unit tests of the audio path: durations and waveforms per container, Ogg granule checks,
+//! AMR frame walking, and hostile or truncated files refused without a panic.
+
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 

@@ -1,3 +1,6 @@
+//! Unit tests of the MP4/3GP parser: hand-built and real files against ffprobe's figures,
+//! hostile box structures, and key-frame location through the sample tables.
+
 use super::boxes::{fourcc, parse_esds, rotation};
 use super::*;
 use crate::pipeline::testing::{undecodable, xorshift};

@@ -1,3 +1,7 @@
+//! Unit tests of the image path: metadata stripped losslessly per format, orientation kept,
+//! limits checked before decoding, thumbnails, and hostile or truncated files refused without
+//! a panic.
+
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 

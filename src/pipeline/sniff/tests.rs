@@ -1,3 +1,6 @@
+//! Unit tests of the sniffer: magic bytes of every allowed and refused type, look-alikes,
+//! short and hostile heads.
+
 use super::*;
 use crate::pipeline::testing::riff;
 

@@ -1,3 +1,6 @@
+//! Unit tests of the video thumbnail: real H.264 files against ffmpeg's decode, refused
+//! profiles and codecs, SPS parsing, and mutated key frames.
+
 use std::io::Cursor;
 
 use super::h264::{Bits, unescape};
