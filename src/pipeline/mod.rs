@@ -13,6 +13,8 @@ mod opus;
 pub mod photo;
 pub mod pool;
 pub mod sniff;
+#[cfg(test)]
+mod testing;
 pub mod video_thumb;
 pub mod worker;
 
