@@ -23,6 +23,7 @@ use crate::crypto::ids::MediaIds;
 use crate::error::{ApiError, BadRequest};
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::pipeline::pool::Pool;
+use crate::retrieve::Retrieve;
 use crate::routes;
 use crate::seal;
 use crate::storage::{Backend, Retrier, RetryPolicy, RetryingMultipart, RetryingStore};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub link_base: String,
     /// `/readyz`'s cached store probe.
     pub readiness: routes::health::Readiness,
+    /// The download flow.
+    pub retrieve: Retrieve,
 }
 
 /// Runs cleanup work on the main runtime, which outlives the HTTP workers, and lets shutdown
@@ -81,6 +84,13 @@ impl AppState {
             Arc::new(RetryingMultipart::new(m, retrier.clone())) as Arc<dyn MultipartStore>
         });
         let parts = PartStore::new(store.clone(), multipart, metrics.clone());
+        let retrieve = Retrieve::new(
+            store.clone(),
+            settings.master_keys.clone(),
+            settings.token_keys.clone(),
+            settings.clock_skew,
+            &metrics,
+        );
         seal::purge_stale(settings.media_tmp_dir.as_deref());
         let pool = match &settings.media {
             Some(cfg) => {
@@ -101,6 +111,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             link_base: String::new(),
             readiness: Default::default(),
+            retrieve,
             cleanup: Cleanup {
                 handle: tokio::runtime::Handle::try_current()
                     .map_err(|_| "no tokio runtime".to_string())?,

@@ -5,12 +5,13 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore};
+use prometheus::{IntCounter, IntCounterVec};
 use std::sync::Arc;
 
-use crate::app::AppState;
+use crate::crypto::keys::KeyRing;
 use crate::crypto::stream::{Opener, chunk_count, chunk_span, plain_len};
 use crate::error::{ApiError, StoreError};
-use crate::ingest::now_unix;
+use crate::metrics::Metrics;
 use crate::storage::{Head, media_path, read_head};
 use crate::tokens::{self, Claims};
 
@@ -31,52 +32,93 @@ impl Resolved {
     }
 }
 
-/// Check a token and load the media it grants. Counts refusals by reason.
-pub async fn resolve(state: &AppState, token: &str) -> Result<Resolved, ApiError> {
-    let s = &state.settings;
-    let claims = tokens::verify(&s.token_keys, token, now_unix(), s.clock_skew).map_err(|r| {
-        state
-            .metrics
-            .tokens_rejected
-            .with_label_values(&[r.as_str()])
-            .inc();
-        ApiError::from(r)
-    })?;
-    let id = hex::encode(claims.media_id);
-    let head = match read_head(state.store.as_ref(), &s.master_keys, &id).await {
-        Ok(h) => h,
-        Err(StoreError::NotFound | StoreError::UnknownKey) => {
-            state
-                .metrics
-                .tokens_rejected
-                .with_label_values(&["media_gone"])
-                .inc();
-            return Err(ApiError::MediaNotFound);
+/// The download flow, holding only what it needs: the store, the two key rings, the clock
+/// skew tolerated on tokens, and the counters it feeds. Built once in `app.rs`.
+#[derive(Clone)]
+pub struct Retrieve {
+    store: Arc<dyn ObjectStore>,
+    master_keys: KeyRing,
+    token_keys: KeyRing,
+    clock_skew: u64,
+    rejected: IntCounterVec,
+    decrypt_failures: IntCounter,
+}
+
+impl std::fmt::Debug for Retrieve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retrieve").finish_non_exhaustive()
+    }
+}
+
+impl Retrieve {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        master_keys: KeyRing,
+        token_keys: KeyRing,
+        clock_skew: u64,
+        metrics: &Metrics,
+    ) -> Retrieve {
+        Retrieve {
+            store,
+            master_keys,
+            token_keys,
+            clock_skew,
+            rejected: metrics.tokens_rejected.clone(),
+            decrypt_failures: metrics.decrypt_failures.clone(),
         }
-        Err(e) => return Err(e.into()),
-    };
-    let meta = &head.header.meta;
-    // A token names one stored generation of one partner's media: after a delete (even if
-    // the same content is uploaded again) earlier tokens stop working.
-    if meta.partner != claims.partner || meta.generation != hex::encode(claims.generation) {
-        state
-            .metrics
-            .tokens_rejected
-            .with_label_values(&["media_gone"])
-            .inc();
-        return Err(ApiError::MediaNotFound);
     }
-    if meta.expires <= now_unix() {
-        return Err(ApiError::MediaExpired);
+
+    /// Check a token and load the media it grants. Counts refusals by reason.
+    pub async fn resolve(&self, token: &str, now: u64) -> Result<Resolved, ApiError> {
+        let claims =
+            tokens::verify(&self.token_keys, token, now, self.clock_skew).map_err(|r| {
+                self.rejected.with_label_values(&[r.as_str()]).inc();
+                ApiError::from(r)
+            })?;
+        let id = hex::encode(claims.media_id);
+        let gone = || {
+            self.rejected.with_label_values(&["media_gone"]).inc();
+            ApiError::MediaNotFound
+        };
+        let head = match read_head(self.store.as_ref(), &self.master_keys, &id).await {
+            Ok(h) => h,
+            Err(StoreError::NotFound | StoreError::UnknownKey) => return Err(gone()),
+            Err(e) => return Err(e.into()),
+        };
+        let meta = &head.header.meta;
+        // A token names one stored generation of one partner's media: after a delete (even if
+        // the same content is uploaded again) earlier tokens stop working.
+        if meta.partner != claims.partner || meta.generation != hex::encode(claims.generation) {
+            return Err(gone());
+        }
+        if meta.expires <= now {
+            return Err(ApiError::MediaExpired);
+        }
+        let len = plain_len(head.object_size.saturating_sub(head.header.header_len))
+            .ok_or(StoreError::Corrupt("payload length"))?;
+        Ok(Resolved {
+            claims,
+            id,
+            head,
+            len,
+        })
     }
-    let len = plain_len(head.object_size.saturating_sub(head.header.header_len))
-        .ok_or(StoreError::Corrupt("payload length"))?;
-    Ok(Resolved {
-        claims,
-        id,
-        head,
-        len,
-    })
+
+    /// Plaintext bytes `first..=last` of a resolved media (see [`body`]).
+    pub fn body(
+        &self,
+        r: &Resolved,
+        first: u64,
+        last: u64,
+    ) -> BoxStream<'static, Result<Bytes, ApiError>> {
+        body(
+            self.store.clone(),
+            r,
+            first,
+            last,
+            self.decrypt_failures.clone(),
+        )
+    }
 }
 
 /// Output is handed to the socket in pieces of about this size: fewer, larger writes are
@@ -219,3 +261,6 @@ impl Decrypting {
         ApiError::Internal
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,8 +7,8 @@ use futures::StreamExt;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::ingest::now_unix;
 use crate::range::{RangeAnswer, interpret};
-use crate::retrieve::{body, resolve};
 
 /// Whether an `If-None-Match` value matches our (strong) ETag; weak comparison, per RFC 9110.
 fn none_match(value: &str, etag: &str) -> bool {
@@ -31,7 +31,7 @@ pub async fn download(
     token: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let r = resolve(&state, &token).await?;
+    let r = state.retrieve.resolve(&token, now_unix()).await?;
     crate::access::note(&req, |n| {
         n.media_id = Some(r.id.clone());
         n.partner = Some(r.claims.partner.clone());
@@ -86,13 +86,7 @@ pub async fn download(
     // body was dropped (client gone), not when the headers were sent.
     let mut timer = state.metrics.download_started(started);
     let mut sent = 0u64;
-    let mut stream = body(
-        state.store.clone(),
-        &r,
-        first,
-        last,
-        state.metrics.decrypt_failures.clone(),
-    );
+    let mut stream = state.retrieve.body(&r, first, last);
     // The first piece (up to 256 KiB: the range's first chunks) is read and authenticated
     // before the status line, so an object whose start fails to open answers 500, not 200.
     // A later chunk that fails ends the stream with an error: actix then drops the connection
