@@ -102,11 +102,6 @@ impl std::fmt::Debug for Backend {
     }
 }
 
-/// Open the configured backend's object store.
-pub fn open(s: &StorageSettings) -> Result<Arc<dyn ObjectStore>, String> {
-    open_backend(s).map(|b| b.store)
-}
-
 /// Open the configured backend with its multipart interface.
 pub fn open_backend(s: &StorageSettings) -> Result<Backend, String> {
     Ok(match parse(&s.url)? {

@@ -109,10 +109,6 @@ impl KeyRing {
     pub fn get(&self, kid: &str) -> Option<&SecretKey> {
         self.keys.get(kid)
     }
-
-    pub fn kids(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
-    }
 }
 
 impl fmt::Debug for KeyRing {

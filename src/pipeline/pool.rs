@@ -131,10 +131,6 @@ impl Pool {
         Pool::start(exe, cfg)
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.cfg.limits
-    }
-
     fn spawn(&self) -> Result<Worker, PoolError> {
         let c = &self.cfg.cage;
         let command = |as_worker_uid: bool| -> Result<(Command, UnixStream, bool), PoolError> {
