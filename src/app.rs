@@ -15,12 +15,12 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpMessage, ResponseError, web};
 use object_store::ObjectStore;
 use object_store::multipart::MultipartStore;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::cleanup::Cleanup;
 use crate::config::Settings;
-use crate::crypto::ids::MediaIds;
 use crate::error::{ApiError, BadRequest};
+use crate::ingest::Ingest;
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::pipeline::pool::Pool;
 use crate::retrieve::Retrieve;
@@ -39,7 +39,8 @@ pub struct AppState {
     /// Caged workers for seal-for-me uploads; `None` when `media.workers = 0`.
     pub pool: Option<Arc<Pool>>,
     pub metrics: Metrics,
-    pub ids: MediaIds,
+    /// The single-upload flow (and the lookup and commit steps the others share).
+    pub ingest: Ingest,
     /// Set on SIGTERM: readiness fails so the load balancer stops sending work.
     pub draining: AtomicBool,
     /// Background cleanup (multipart aborts) that must outlive the request that started it.
@@ -53,24 +54,9 @@ pub struct AppState {
     pub retrieve: Retrieve,
 }
 
-/// Runs cleanup work on the main runtime, which outlives the HTTP workers, and lets shutdown
-/// wait for it.
-#[derive(Debug, Clone)]
-pub struct Cleanup {
-    handle: tokio::runtime::Handle,
-    tracker: TaskTracker,
-}
-
-impl Cleanup {
-    pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, fut: F) {
-        self.handle.spawn(self.tracker.track_future(fut));
-    }
-}
-
 impl AppState {
     pub fn new(settings: Settings, backend: Backend) -> Result<AppState, String> {
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
-        let ids = MediaIds::new(settings.master_keys.active().1);
         // Retries outermost: every attempt is timed and counted by the instrumentation.
         let retrier = Retrier::new(
             RetryPolicy::from_settings(&settings.storage),
@@ -84,6 +70,14 @@ impl AppState {
             Arc::new(RetryingMultipart::new(m, retrier.clone())) as Arc<dyn MultipartStore>
         });
         let parts = PartStore::new(store.clone(), multipart, metrics.clone());
+        let cleanup = Cleanup::on_current_runtime().ok_or("no tokio runtime")?;
+        let ingest = Ingest::new(
+            &settings,
+            store.clone(),
+            parts.native().cloned(),
+            metrics.clone(),
+            cleanup.clone(),
+        );
         let retrieve = Retrieve::new(
             store.clone(),
             settings.master_keys.clone(),
@@ -107,16 +101,12 @@ impl AppState {
             parts,
             pool,
             metrics,
-            ids,
+            ingest,
             draining: AtomicBool::new(false),
             link_base: String::new(),
             readiness: Default::default(),
             retrieve,
-            cleanup: Cleanup {
-                handle: tokio::runtime::Handle::try_current()
-                    .map_err(|_| "no tokio runtime".to_string())?,
-                tracker: TaskTracker::new(),
-            },
+            cleanup,
         })
     }
 
@@ -463,11 +453,7 @@ pub async fn serve(
     if let Some(t) = metrics_task {
         let _ = t.await;
     }
-    state.cleanup.tracker.close();
-    if tokio::time::timeout(Duration::from_secs(10), state.cleanup.tracker.wait())
-        .await
-        .is_err()
-    {
+    if !state.cleanup.drain(Duration::from_secs(10)).await {
         tracing::warn!(
             "some multipart aborts did not finish; the bucket lifecycle rule will collect them"
         );

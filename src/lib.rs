@@ -10,6 +10,7 @@ pub mod access;
 pub mod app;
 pub mod auth;
 pub mod body_limit;
+pub mod cleanup;
 pub mod client;
 pub mod config;
 pub mod crypto;

@@ -26,7 +26,7 @@ use crate::auth::Partner;
 use crate::body_limit::BodyLimit;
 use crate::error::ApiError;
 use crate::formats::{self, Descriptor, SealOptions};
-use crate::ingest::{BodyError, MediaInfo, Outcome, UploadRequest, ingest, next_piece};
+use crate::ingest::{BodyError, MediaInfo, Outcome, UploadRequest, next_piece};
 use crate::media::{MediaFormat, MediaKind};
 use crate::pipeline::pool::PoolError;
 use crate::pipeline::{Analysis, MediaError};
@@ -132,7 +132,7 @@ where
     let blob =
         tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(sealed), 256 << 10)
             .map(|r| r.map_err(|_| BodyError::Aborted));
-    let (created, info) = match ingest(state, upload, blob).await? {
+    let (created, info) = match state.ingest.ingest(upload, blob).await? {
         Outcome::Created(info) => (true, info),
         Outcome::Existing(info) => (false, info),
     };

@@ -6,7 +6,7 @@ use object_store::ObjectStoreExt;
 use crate::app::AppState;
 use crate::auth::{Authorized, Gateway, Partner, needs};
 use crate::error::{ApiError, StoreError};
-use crate::ingest::{MediaInfo, id_is_valid, lookup, now_unix};
+use crate::ingest::{MediaInfo, id_is_valid, now_unix};
 use crate::storage::{Head, media_path};
 
 /// The caller's live media, or the error a stranger would get: another partner's media is
@@ -15,7 +15,9 @@ pub async fn owned(state: &AppState, partner: &Partner, id: &str) -> Result<Head
     if !id_is_valid(id) {
         return Err(ApiError::MediaNotFound);
     }
-    let head = lookup(state, &partner.id, id)
+    let head = state
+        .ingest
+        .lookup(&partner.id, id)
         .await?
         .ok_or(ApiError::MediaNotFound)?;
     if head.header.meta.expires <= now_unix() {
@@ -42,7 +44,9 @@ pub async fn delete(
         return Err(ApiError::MediaNotFound);
     }
     // Expired media can be deleted too: the gateway is cleaning up.
-    lookup(&state, &gw.0.id, &id)
+    state
+        .ingest
+        .lookup(&gw.0.id, &id)
         .await?
         .ok_or(ApiError::MediaNotFound)?;
     match state.store.delete(&media_path(&id)).await {

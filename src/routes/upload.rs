@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::auth::{Gateway, Scope};
 use crate::error::{ApiError, BadRequest};
-use crate::ingest::{BodyError, Outcome, UploadRequest, ingest};
+use crate::ingest::{BodyError, Outcome, UploadRequest};
 use crate::media::{MediaFormat, parse_sha256};
 use crate::seal::{SealRequest, seal_for_me};
 
@@ -111,7 +111,7 @@ pub async fn upload(
             return Err(ApiError::ShuttingDown);
         }
         let upload = parse_request(&req, gw)?;
-        match ingest(&state, upload, body).await? {
+        match state.ingest.ingest(upload, body).await? {
             Outcome::Created(info) => Ok(HttpResponse::Created()
                 .insert_header((header::LOCATION, format!("/v1/media/{}", info.id)))
                 .json(info)),

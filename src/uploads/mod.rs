@@ -121,8 +121,8 @@ pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiErr
     }
     let uid = random_hex::<16>()?;
     let media_id = state
-        .ids
-        .derive(&req.partner.id, req.kind, req.format, &req.sha256);
+        .ingest
+        .media_id(&req.partner.id, req.kind, req.format, &req.sha256);
     let now = now_unix();
     let meta = ObjectMeta {
         partner: req.partner.id.clone(),

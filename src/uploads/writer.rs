@@ -22,7 +22,7 @@ use crate::body_limit::BodyLimit;
 use crate::crypto::object::open_header;
 use crate::crypto::stream::Sealer;
 use crate::error::{ApiError, StoreError};
-use crate::ingest::{BodyError, commit_staged, lookup, next_piece, now_unix, put_once};
+use crate::ingest::{BodyError, next_piece, now_unix};
 use crate::storage::media_path;
 
 /// The sealing pipeline of one PATCH: resumed state in, parts out.
@@ -483,7 +483,7 @@ impl<'a> Writer<'a> {
             return Err(Failure::Released(ApiError::DigestMismatch));
         }
 
-        let existing = match lookup(state, &st.partner, &st.media_id).await {
+        let existing = match state.ingest.lookup(&st.partner, &st.media_id).await {
             Ok(e) => e.filter(|h| h.header.meta.expires > now_unix()),
             Err(e) => return Err(Failure::Keep(e, self.orphan())),
         };
@@ -499,16 +499,17 @@ impl<'a> Writer<'a> {
             if let Some(mp) = self.multipart.take() {
                 state.parts.abort(&self.target, Some(&mp)).await;
             }
-            put_once(
-                state,
-                &st.partner,
-                &st.media_id,
-                &media_path(&st.media_id),
-                object,
-                false,
-            )
-            .await
-            .map(|_| ())
+            state
+                .ingest
+                .put_once(
+                    &st.partner,
+                    &st.media_id,
+                    &media_path(&st.media_id),
+                    object,
+                    false,
+                )
+                .await
+                .map(|_| ())
         } else {
             let last = std::mem::take(&mut self.sealed).into_payload();
             match self.put_part(last).await.and(self.drain().await) {
@@ -529,11 +530,11 @@ impl<'a> Writer<'a> {
         // it the media with a create-only commit, so a racing upload of the same content
         // cannot replace a media (and its generation) that tokens were minted for.
         let written = match written {
-            Ok(()) if !self.parts.is_empty() && existing.is_none() && st.staged => {
-                commit_staged(state, &st.partner, &st.media_id, &self.target, false)
-                    .await
-                    .map(|_| ())
-            }
+            Ok(()) if !self.parts.is_empty() && existing.is_none() && st.staged => state
+                .ingest
+                .commit_staged(&st.partner, &st.media_id, &self.target, false)
+                .await
+                .map(|_| ()),
             other => other,
         };
         if let Err(e) = written {
