@@ -25,7 +25,7 @@ use crate::metrics::{InstrumentedStore, Metrics};
 use crate::pipeline::pool::Pool;
 use crate::retrieve::Retrieve;
 use crate::routes;
-use crate::seal;
+use crate::seal::{self, Seal};
 use crate::storage::{Backend, Retrier, RetryPolicy, RetryingMultipart, RetryingStore};
 use crate::uploads::parts::PartStore;
 
@@ -36,8 +36,8 @@ pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     /// Where resumable uploads put their parts.
     pub parts: PartStore,
-    /// Caged workers for seal-for-me uploads; `None` when `media.workers = 0`.
-    pub pool: Option<Arc<Pool>>,
+    /// The seal-for-me flow (caged workers; refused when `media.workers = 0`).
+    pub seal: Seal,
     pub metrics: Metrics,
     /// The single-upload flow (and the lookup and commit steps the others share).
     pub ingest: Ingest,
@@ -95,11 +95,12 @@ impl AppState {
             }
             None => None,
         };
+        let seal = Seal::new(&settings, pool, ingest.clone());
         Ok(AppState {
             settings,
             store,
             parts,
-            pool,
+            seal,
             metrics,
             ingest,
             draining: AtomicBool::new(false),

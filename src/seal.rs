@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -21,14 +22,14 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::app::AppState;
 use crate::auth::Partner;
 use crate::body_limit::BodyLimit;
+use crate::config::{KindLimits, Settings};
 use crate::error::ApiError;
 use crate::formats::{self, Descriptor, SealOptions};
-use crate::ingest::{BodyError, MediaInfo, Outcome, UploadRequest, next_piece};
+use crate::ingest::{BodyError, Ingest, MediaInfo, Outcome, UploadRequest, next_piece};
 use crate::media::{MediaFormat, MediaKind};
-use crate::pipeline::pool::PoolError;
+use crate::pipeline::pool::{Pool, PoolError};
 use crate::pipeline::{Analysis, MediaError};
 
 /// Directories of versions that kept named plaintext (purged at start-up, see [`purge_stale`]).
@@ -71,20 +72,55 @@ pub struct SealedMedia {
     pub descriptor: Descriptor,
 }
 
-/// Run a seal-for-me upload. `Ok((true, …))` when a new media was stored.
-pub async fn seal_for_me<S>(
-    state: &AppState,
+/// The seal-for-me flow, holding only what it needs: the caged worker pool, the plaintext
+/// limits, where unnamed temp files go, the body idle timeout, and the single-upload flow
+/// that stores the sealed result. Built once in `app.rs`.
+#[derive(Clone, Debug)]
+pub struct Seal {
+    pool: Option<Arc<Pool>>,
+    limits: KindLimits,
+    tmp_base: PathBuf,
+    body_idle: Duration,
+    ingest: Ingest,
+}
+
+impl Seal {
+    pub fn new(settings: &Settings, pool: Option<Arc<Pool>>, ingest: Ingest) -> Seal {
+        Seal {
+            pool,
+            limits: settings.seal_limits.clone(),
+            tmp_base: tmp_base(settings.media_tmp_dir.as_deref()),
+            body_idle: settings.body_idle_timeout,
+            ingest,
+        }
+    }
+
+    /// Run a seal-for-me upload. `Ok((true, …))` when a new media was stored.
+    pub async fn seal_for_me<S>(
+        &self,
+        req: SealRequest,
+        body: S,
+    ) -> Result<(bool, SealedMedia), ApiError>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+    {
+        seal_for_me(self, req, body).await
+    }
+}
+
+async fn seal_for_me<S>(
+    seal: &Seal,
     req: SealRequest,
     body: S,
 ) -> Result<(bool, SealedMedia), ApiError>
 where
     S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
 {
-    let pool = state
+    let pool = seal
         .pool
         .clone()
         .ok_or(ApiError::NotImplemented("seal-for-me (media.workers = 0)"))?;
-    let limit = state.settings.seal_limits.get(req.kind);
+    let limit = seal.limits.get(req.kind);
     if let Some(declared) = req.declared_len
         && declared > limit
     {
@@ -94,9 +130,9 @@ where
             limit,
         });
     }
-    let base = tmp_base(state.settings.media_tmp_dir.as_deref());
-    let input = receive(state, &req, body, unnamed(&base)?, limit).await?;
-    let cleaned = unnamed(&base)?;
+    let base = &seal.tmp_base;
+    let input = receive(seal.body_idle, &req, body, unnamed(base)?, limit).await?;
+    let cleaned = unnamed(base)?;
 
     let analysis = pool
         .analyze(req.kind, &input, &cleaned)
@@ -121,7 +157,7 @@ where
         cleaned
     };
 
-    let (desc, sealed) = seal_file(&req, &analysis, plain, unnamed(&base)?).await?;
+    let (desc, sealed) = seal_file(&req, &analysis, plain, unnamed(base)?).await?;
     let upload = UploadRequest {
         partner: req.partner.clone(),
         kind: req.kind,
@@ -132,7 +168,7 @@ where
     let blob =
         tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(sealed), 256 << 10)
             .map(|r| r.map_err(|_| BodyError::Aborted));
-    let (created, info) = match state.ingest.ingest(upload, blob).await? {
+    let (created, info) = match seal.ingest.ingest(upload, blob).await? {
         Outcome::Created(info) => (true, info),
         Outcome::Existing(info) => (false, info),
     };
@@ -179,7 +215,7 @@ fn io_error(e: std::io::Error) -> ApiError {
 
 /// Write the body to `file`, enforcing the kind's plaintext limit and the declared length.
 async fn receive<S>(
-    state: &AppState,
+    idle: Duration,
     req: &SealRequest,
     mut body: S,
     file: File,
@@ -190,7 +226,7 @@ where
 {
     let mut file = tokio::fs::File::from_std(file);
     let mut count = BodyLimit::new(req.kind.as_str(), limit, req.declared_len);
-    while let Some(piece) = next_piece(&mut body, state.settings.body_idle_timeout).await? {
+    while let Some(piece) = next_piece(&mut body, idle).await? {
         count.take(piece.len())?;
         file.write_all(&piece).await.map_err(io_error)?;
     }

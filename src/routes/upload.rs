@@ -10,7 +10,7 @@ use crate::auth::{Gateway, Scope};
 use crate::error::{ApiError, BadRequest};
 use crate::ingest::{BodyError, Outcome, UploadRequest};
 use crate::media::{MediaFormat, parse_sha256};
-use crate::seal::{SealRequest, seal_for_me};
+use crate::seal::SealRequest;
 
 #[derive(Debug, Deserialize)]
 pub struct UploadQuery {
@@ -94,7 +94,7 @@ pub async fn upload(
                 format,
                 declared_len: content_length(&req)?,
             };
-            let (created, media) = seal_for_me(&state, sealed, body).await?;
+            let (created, media) = state.seal.seal_for_me(sealed, body).await?;
             let mut resp = if created {
                 HttpResponse::Created()
             } else {
