@@ -27,6 +27,7 @@ use crate::retrieve::Retrieve;
 use crate::routes;
 use crate::seal::{self, Seal};
 use crate::storage::{Backend, Retrier, RetryPolicy, RetryingMultipart, RetryingStore};
+use crate::token_service::TokenService;
 use crate::uploads::parts::PartStore;
 
 /// Everything a request handler may use. Cheap to share; no per-request state.
@@ -36,6 +37,8 @@ pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     /// Where resumable uploads put their parts.
     pub parts: PartStore,
+    /// Token policy and minting.
+    pub tokens: TokenService,
     /// The seal-for-me flow (caged workers; refused when `media.workers = 0`).
     pub seal: Seal,
     pub metrics: Metrics,
@@ -96,11 +99,13 @@ impl AppState {
             None => None,
         };
         let seal = Seal::new(&settings, pool, ingest.clone());
+        let tokens = TokenService::new(&settings, metrics.clone());
         Ok(AppState {
             settings,
             store,
             parts,
             seal,
+            tokens,
             metrics,
             ingest,
             draining: AtomicBool::new(false),

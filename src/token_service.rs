@@ -11,8 +11,8 @@
 //!
 //! A request is all or nothing: every audience is checked before the first token is minted.
 
-use crate::app::AppState;
 use crate::auth::Partner;
+use crate::config::Settings;
 use crate::crypto::keys::KeyRing;
 use crate::error::{ApiError, BadRequest};
 use crate::metrics::Metrics;
@@ -70,6 +70,7 @@ pub struct Minted {
 }
 
 /// The limits a mint is held to (from `Settings`).
+#[derive(Debug, Clone, Copy)]
 pub struct Policy {
     pub default_ttl: u64,
     pub max_audiences: usize,
@@ -112,22 +113,30 @@ pub fn ttl(policy: &Policy, partner: &Partner, asked: Option<u64>) -> Result<u64
     }
 }
 
-/// The token service of one app: its key ring, metrics and policy.
-pub struct TokenService<'a> {
-    pub ring: &'a KeyRing,
-    pub metrics: &'a Metrics,
-    pub policy: Policy,
+/// The token service of one app: its key ring, metrics and policy. Built once in `app.rs`.
+#[derive(Clone)]
+pub struct TokenService {
+    ring: KeyRing,
+    metrics: Metrics,
+    policy: Policy,
 }
 
-impl<'a> TokenService<'a> {
-    pub fn new(state: &'a AppState) -> Self {
-        let s = &state.settings;
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenService {
+    pub fn new(settings: &Settings, metrics: Metrics) -> Self {
         TokenService {
-            ring: &s.token_keys,
-            metrics: &state.metrics,
+            ring: settings.token_keys.clone(),
+            metrics,
             policy: Policy {
-                default_ttl: s.token_default_ttl,
-                max_audiences: s.token_max_audiences,
+                default_ttl: settings.token_default_ttl,
+                max_audiences: settings.token_max_audiences,
             },
         }
     }
@@ -178,7 +187,7 @@ impl<'a> TokenService<'a> {
                 issued: now,
                 expires,
             };
-            let token = match tokens::mint(self.ring, &claims) {
+            let token = match tokens::mint(&self.ring, &claims) {
                 Ok(t) => t,
                 Err(e) => {
                     audit_refused(partner, Some(media_id_hex), req.class, &e);

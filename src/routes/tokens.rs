@@ -9,7 +9,7 @@ use crate::app::AppState;
 use crate::auth::{Authorized, needs};
 use crate::error::{ApiError, BadRequest};
 use crate::ingest::{now_unix, rfc3339};
-use crate::token_service::{Class, MintRequest, TokenService};
+use crate::token_service::{Class, MintRequest};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,7 +65,7 @@ pub async fn mint(
         audiences,
         ttl_s: body.ttl_s,
     };
-    let service = TokenService::new(&state);
+    let service = &state.tokens;
     let ttl = service.precheck(&gw.0, &request)?;
     let head = super::media::owned(&state, &gw.0, &id).await?;
     let minted = service.mint_all(&gw.0, &id, &head, &request, ttl, now_unix())?;
