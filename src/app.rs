@@ -28,6 +28,7 @@ use crate::routes;
 use crate::seal::{self, Seal};
 use crate::storage::{Backend, Retrier, RetryPolicy, RetryingMultipart, RetryingStore};
 use crate::token_service::TokenService;
+use crate::uploads::Uploads;
 use crate::uploads::parts::PartStore;
 
 /// Everything a request handler may use. Cheap to share; no per-request state.
@@ -37,6 +38,8 @@ pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     /// Where resumable uploads put their parts.
     pub parts: PartStore,
+    /// The resumable-upload flow.
+    pub uploads: Uploads,
     /// Token policy and minting.
     pub tokens: TokenService,
     /// The seal-for-me flow (caged workers; refused when `media.workers = 0`).
@@ -100,12 +103,21 @@ impl AppState {
         };
         let seal = Seal::new(&settings, pool, ingest.clone());
         let tokens = TokenService::new(&settings, metrics.clone());
+        let uploads = Uploads::new(
+            &settings,
+            store.clone(),
+            parts.clone(),
+            ingest.clone(),
+            metrics.clone(),
+            cleanup.clone(),
+        );
         Ok(AppState {
             settings,
             store,
             parts,
             seal,
             tokens,
+            uploads,
             metrics,
             ingest,
             draining: AtomicBool::new(false),

@@ -111,7 +111,7 @@ async fn detached_patch(
     let state = state.clone();
     let metrics = state.metrics.clone();
     let task = actix_web::rt::spawn(async move {
-        uploads::patch(&state, &partner, &uid, patch, body_stream(payload)).await
+        uploads::patch(&state.uploads, &partner, &uid, patch, body_stream(payload)).await
     });
     let result = task.await.map_err(|_| ApiError::Internal)?;
     if let Err(e) = &result {
@@ -176,7 +176,7 @@ pub async fn create(
 
     let partner = gw.0.clone();
     let created = uploads::create(
-        &state,
+        &state.uploads,
         NewUpload {
             partner: gw.0,
             kind,
@@ -200,7 +200,7 @@ pub async fn create(
             // The upload exists; the client resumes from what was kept.
             Err(e) => {
                 tracing::info!(code = e.code(), "creation-with-upload body not fully taken");
-                uploads::status(&state, &partner, &created.uid)
+                uploads::status(&state.uploads, &partner, &created.uid)
                     .await
                     .unwrap_or(created)
             }
@@ -221,7 +221,7 @@ pub async fn head(
     uid: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     require_tus(&req)?;
-    let p = uploads::status(&state, &gw.0, &uid).await?;
+    let p = uploads::status(&state.uploads, &gw.0, &uid).await?;
     let mut resp = progress_headers(HttpResponse::Ok(), &p);
     resp.insert_header(("upload-length", p.length.to_string()));
     if !p.metadata.is_empty() {
@@ -258,6 +258,6 @@ pub async fn terminate(
     uid: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     require_tus(&req)?;
-    uploads::terminate(&state, &gw.0, &uid).await?;
+    uploads::terminate(&state.uploads, &gw.0, &uid).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,8 +2,7 @@
 //! PATCH goes, and given back when it ends (at once on failure, so the upload is free again).
 
 use super::record::{self, Claim, Entry, UploadState, View};
-use super::{now_ms, random_hex};
-use crate::app::AppState;
+use super::{Uploads, now_ms, random_hex};
 use crate::error::ApiError;
 
 /// The claim a PATCH holds: the newest log record is ours while `seq` is.
@@ -17,12 +16,8 @@ pub(super) struct Lease {
 }
 
 impl Lease {
-    pub(super) async fn acquire(
-        state: &AppState,
-        uid: &str,
-        view: &View,
-    ) -> Result<Lease, ApiError> {
-        let lease_ms = state.settings.upload_lease.as_millis() as u64;
+    pub(super) async fn acquire(up: &Uploads, uid: &str, view: &View) -> Result<Lease, ApiError> {
+        let lease_ms = up.lease.as_millis() as u64;
         let mut lease = Lease {
             holder: random_hex::<8>()?,
             seq: view.latest_seq,
@@ -30,11 +25,11 @@ impl Lease {
             until_ms: 0,
             lease_ms,
         };
-        lease.renew(state, uid).await?;
+        lease.renew(up, uid).await?;
         Ok(lease)
     }
 
-    pub(super) async fn renew(&mut self, state: &AppState, uid: &str) -> Result<(), ApiError> {
+    pub(super) async fn renew(&mut self, up: &Uploads, uid: &str) -> Result<(), ApiError> {
         let until_ms = now_ms() + self.lease_ms;
         let claim = Entry::Claim(Claim {
             holder: self.holder.clone(),
@@ -42,15 +37,7 @@ impl Lease {
             base_seq: self.base_seq,
         });
         let seq = self.seq + 1;
-        if !record::append(
-            state.store.as_ref(),
-            &state.settings.master_keys,
-            uid,
-            seq,
-            &claim,
-        )
-        .await?
-        {
+        if !record::append(up.store.as_ref(), &up.master_keys, uid, seq, &claim).await? {
             // Someone else holds the upload now (or took it over after our lease ran out).
             return Err(ApiError::UploadBusy);
         }
@@ -60,9 +47,9 @@ impl Lease {
     }
 
     /// Renew once less than half the lease is left.
-    pub(super) async fn keep(&mut self, state: &AppState, uid: &str) -> Result<(), ApiError> {
+    pub(super) async fn keep(&mut self, up: &Uploads, uid: &str) -> Result<(), ApiError> {
         if now_ms() + self.lease_ms / 2 >= self.until_ms {
-            self.renew(state, uid).await?;
+            self.renew(up, uid).await?;
         }
         Ok(())
     }
@@ -72,7 +59,7 @@ impl Lease {
 /// wait out the lease: the base state is appended again. Dropped futures (server shutdown)
 /// release from the cleanup runtime.
 pub(super) struct Release<'a> {
-    pub(super) state: &'a AppState,
+    pub(super) up: &'a Uploads,
     pub(super) uid: String,
     pub(super) base: UploadState,
 }
@@ -83,13 +70,13 @@ impl Release<'_> {
     }
 
     pub(super) async fn now(self, lease: &Lease, orphan: Option<String>) {
-        let store = self.state.store.as_ref();
-        let ring = &self.state.settings.master_keys;
+        let store = self.up.store.as_ref();
+        let ring = &self.up.master_keys;
         if let Err(e) = record::append(store, ring, &self.uid, lease.seq + 1, &self.entry()).await {
             tracing::warn!(error = %e, "releasing an upload failed; its lease will run out");
         }
         if orphan.is_some() {
-            self.state
+            self.up
                 .parts
                 .abort(&self.base.target(&self.uid), orphan.as_deref())
                 .await;
@@ -107,11 +94,11 @@ pub(super) struct ReleaseOnDrop<'a> {
 impl Drop for ReleaseOnDrop<'_> {
     fn drop(&mut self) {
         let Some(r) = self.release.take() else { return };
-        let store = r.state.store.clone();
-        let ring = r.state.settings.master_keys.clone();
+        let store = r.up.store.clone();
+        let ring = r.up.master_keys.clone();
         let entry = r.entry();
         let (uid, seq) = (r.uid.clone(), self.seq + 1);
-        r.state.cleanup.spawn(async move {
+        r.up.cleanup.spawn(async move {
             let _ = record::append(store.as_ref(), &ring, &uid, seq, &entry).await;
         });
     }

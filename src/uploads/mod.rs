@@ -34,15 +34,79 @@ use object_store::path::Path;
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+
 use crate::auth::Partner;
+use crate::cleanup::Cleanup;
+use crate::config::{KindLimits, Settings};
+use crate::crypto::keys::KeyRing;
 use crate::crypto::object::{ObjectMeta, seal_header};
 use crate::error::{ApiError, StoreError};
+use crate::ingest::Ingest;
 use crate::ingest::now_unix;
 use crate::media::{MediaFormat, MediaKind};
+use crate::metrics::Metrics;
+use parts::PartStore;
 use record::{Entry, Loaded, UploadState, View};
 
 pub use patch::patch;
+
+/// The resumable-upload flow, holding only what it needs: the store and where parts go, the
+/// single-upload flow whose commit step it shares, the master ring, limits and timings, the
+/// counters it feeds, and the cleanup runtime for releases and aborts. Built once in `app.rs`.
+#[derive(Clone)]
+pub struct Uploads {
+    store: Arc<dyn ObjectStore>,
+    parts: PartStore,
+    ingest: Ingest,
+    master_keys: KeyRing,
+    sealed_limits: KindLimits,
+    retention: Duration,
+    body_idle: Duration,
+    lease: Duration,
+    expiry: Duration,
+    part_size: usize,
+    upload_concurrency: usize,
+    metrics: Metrics,
+    cleanup: Cleanup,
+}
+
+impl std::fmt::Debug for Uploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploads")
+            .field("parts", &self.parts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Uploads {
+    pub fn new(
+        settings: &Settings,
+        store: Arc<dyn ObjectStore>,
+        parts: PartStore,
+        ingest: Ingest,
+        metrics: Metrics,
+        cleanup: Cleanup,
+    ) -> Uploads {
+        Uploads {
+            store,
+            parts,
+            ingest,
+            master_keys: settings.master_keys.clone(),
+            sealed_limits: settings.sealed_limits.clone(),
+            retention: settings.retention,
+            body_idle: settings.body_idle_timeout,
+            lease: settings.upload_lease,
+            expiry: settings.upload_expiry,
+            part_size: settings.storage.part_size,
+            upload_concurrency: settings.storage.upload_concurrency,
+            metrics,
+            cleanup,
+        }
+    }
+}
 
 /// What a creation request declared.
 #[derive(Debug, Clone)]
@@ -104,8 +168,8 @@ pub(super) fn random_hex<const N: usize>() -> Result<String, ApiError> {
 }
 
 /// Create an upload. With `Upload-Length: 0` the caller completes it with an empty PATCH.
-pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiError> {
-    let limit = state.settings.sealed_limits.get(req.kind);
+pub async fn create(up: &Uploads, req: NewUpload) -> Result<Progress, ApiError> {
+    let limit = up.sealed_limits.get(req.kind);
     if req.length > limit {
         return Err(ApiError::TooLarge {
             kind: req.kind.as_str(),
@@ -120,7 +184,7 @@ pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiErr
         });
     }
     let uid = random_hex::<16>()?;
-    let media_id = state
+    let media_id = up
         .ingest
         .media_id(&req.partner.id, req.kind, req.format, &req.sha256);
     let now = now_unix();
@@ -130,11 +194,11 @@ pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiErr
         format: req.format,
         sha256: hex::encode(req.sha256),
         created: now,
-        expires: now + state.settings.retention.as_secs(),
+        expires: now + up.retention.as_secs(),
         generation: random_hex::<8>()?,
     };
-    let (header, _) = seal_header(&state.settings.master_keys, &media_id, &meta)
-        .map_err(|_| ApiError::Internal)?;
+    let (header, _) =
+        seal_header(&up.master_keys, &media_id, &meta).map_err(|_| ApiError::Internal)?;
     let st = UploadState {
         partner: req.partner.id,
         kind: req.kind,
@@ -144,7 +208,7 @@ pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiErr
         offset: 0,
         metadata: req.metadata,
         created: now,
-        expires: now + state.settings.upload_expiry.as_secs(),
+        expires: now + up.expiry.as_secs(),
         media_id,
         header: STANDARD.encode(&header),
         multipart: None,
@@ -156,8 +220,8 @@ pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiErr
         staged: true,
         held: None,
     };
-    let store = state.store.as_ref();
-    let ring = &state.settings.master_keys;
+    let store = up.store.as_ref();
+    let ring = &up.master_keys;
     if !record::append(store, ring, &uid, 0, &Entry::State(Box::new(st.clone()))).await? {
         // 128 random bits collided: the CSPRNG is broken.
         return Err(ApiError::Internal);
@@ -167,14 +231,14 @@ pub async fn create(state: &AppState, req: NewUpload) -> Result<Progress, ApiErr
 
 /// The state of `uid` for `partner`; other partners' uploads do not exist for them.
 pub(super) async fn live_view(
-    state: &AppState,
+    up: &Uploads,
     partner: &Partner,
     uid: &str,
 ) -> Result<View, ApiError> {
     if !record::uid_is_valid(uid) {
         return Err(ApiError::UploadNotFound);
     }
-    match record::load(state.store.as_ref(), &state.settings.master_keys, uid).await {
+    match record::load(up.store.as_ref(), &up.master_keys, uid).await {
         Ok(Loaded::Live(v)) if v.state.partner == partner.id => Ok(*v),
         Ok(_) | Err(StoreError::NotFound | StoreError::UnknownKey) => Err(ApiError::UploadNotFound),
         Err(e) => Err(e.into()),
@@ -182,8 +246,8 @@ pub(super) async fn live_view(
 }
 
 /// `HEAD`: the durable offset (never ahead of stored data), or the media id once complete.
-pub async fn status(state: &AppState, partner: &Partner, uid: &str) -> Result<Progress, ApiError> {
-    let view = live_view(state, partner, uid).await?;
+pub async fn status(up: &Uploads, partner: &Partner, uid: &str) -> Result<Progress, ApiError> {
+    let view = live_view(up, partner, uid).await?;
     if !view.state.completed && now_unix() >= view.state.expires {
         return Err(ApiError::UploadExpired);
     }
@@ -192,25 +256,17 @@ pub async fn status(state: &AppState, partner: &Partner, uid: &str) -> Result<Pr
 
 /// `DELETE` (termination): a tombstone first, so no PATCH can commit afterwards, then the
 /// multipart upload and staged data go. A completed upload's media stays.
-pub async fn terminate(state: &AppState, partner: &Partner, uid: &str) -> Result<(), ApiError> {
+pub async fn terminate(up: &Uploads, partner: &Partner, uid: &str) -> Result<(), ApiError> {
     for _ in 0..3 {
-        let view = live_view(state, partner, uid).await?;
+        let view = live_view(up, partner, uid).await?;
         let seq = view.latest_seq + 1;
         let tomb = Entry::Terminated { at: now_unix() };
-        if record::append(
-            state.store.as_ref(),
-            &state.settings.master_keys,
-            uid,
-            seq,
-            &tomb,
-        )
-        .await?
-        {
-            state.metrics.uploads_aborted.inc();
+        if record::append(up.store.as_ref(), &up.master_keys, uid, seq, &tomb).await? {
+            up.metrics.uploads_aborted.inc();
             let multipart = (!view.state.completed)
                 .then(|| view.state.multipart.clone())
                 .flatten();
-            discard_data(state, uid, &view.state.target(uid), multipart, Some(seq)).await;
+            discard_data(up, uid, &view.state.target(uid), multipart, Some(seq)).await;
             return Ok(());
         }
     }
@@ -220,14 +276,14 @@ pub async fn terminate(state: &AppState, partner: &Partner, uid: &str) -> Result
 /// Remove an upload's multipart upload, staged tails and part objects, and with `below`
 /// its log records under that sequence number (the tombstone stays).
 pub async fn discard_data(
-    state: &AppState,
+    up: &Uploads,
     uid: &str,
     target: &Path,
     multipart: Option<String>,
     below: Option<u64>,
 ) {
-    state.parts.abort(target, multipart.as_deref()).await;
-    let store = state.store.clone();
+    up.parts.abort(target, multipart.as_deref()).await;
+    let store = up.store.clone();
     let uid = uid.to_string();
     let work = async move {
         let keep = below.map(|s| record::log_path(&uid, s));
@@ -248,7 +304,7 @@ pub async fn discard_data(
             }
         }
     };
-    state.cleanup.spawn(work);
+    up.cleanup.spawn(work);
 }
 
 /// How long `HEAD`/`PATCH` responses say the upload stays resumable.

@@ -10,8 +10,7 @@ use tokio::io::AsyncWriteExt;
 use super::lease::{Lease, Release, ReleaseOnDrop};
 use super::record::UploadState;
 use super::writer::Writer;
-use super::{PatchRequest, Progress, live_view, now_ms};
-use crate::app::AppState;
+use super::{PatchRequest, Progress, Uploads, live_view, now_ms};
 use crate::auth::Partner;
 use crate::body_limit::BodyLimit;
 use crate::error::ApiError;
@@ -19,7 +18,7 @@ use crate::ingest::{BodyError, InFlight, next_piece, now_unix};
 
 /// `PATCH`: append the body at `req.offset`.
 pub async fn patch<S>(
-    state: &AppState,
+    up: &Uploads,
     partner: &Partner,
     uid: &str,
     req: PatchRequest,
@@ -28,7 +27,7 @@ pub async fn patch<S>(
 where
     S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
 {
-    let view = live_view(state, partner, uid).await?;
+    let view = live_view(up, partner, uid).await?;
     let st = &view.state;
     if st.completed {
         // A retried final PATCH whose response was lost: report the result again.
@@ -70,11 +69,11 @@ where
         return Ok(Progress::of(uid, st));
     }
 
-    let _in_flight = InFlight::new(&state.metrics);
-    let mut lease = Lease::acquire(state, uid, &view).await?;
+    let _in_flight = InFlight::new(&up.metrics);
+    let mut lease = Lease::acquire(up, uid, &view).await?;
     let mut guard = ReleaseOnDrop {
         release: Some(Release {
-            state,
+            up,
             uid: uid.to_string(),
             base: UploadState {
                 held: None,
@@ -83,7 +82,7 @@ where
         }),
         seq: lease.seq,
     };
-    let mut writer = match Writer::resume(state, uid, st).await {
+    let mut writer = match Writer::resume(up, uid, st).await {
         Ok(w) => w,
         Err(e) => {
             if let Some(r) = guard.release.take() {
@@ -96,7 +95,7 @@ where
     // Feed the writer; `stop` is why the body ended early (its data up to there is kept).
     let fed = match req.checksum {
         None => writer.feed(&mut lease, &mut guard, st, body).await,
-        Some(sum) => match spool(state, &mut lease, &mut guard, uid, body, remaining, sum).await {
+        Some(sum) => match spool(up, &mut lease, &mut guard, uid, body, remaining, sum).await {
             Ok(file) => {
                 let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
                     .map(|r| r.map_err(|_| BodyError::Aborted));
@@ -148,7 +147,7 @@ where
 /// Read a checksummed PATCH body into a private temp file and verify it before any of it
 /// is sealed. Returns the file rewound to its start.
 pub(super) async fn spool<S>(
-    state: &AppState,
+    up: &Uploads,
     lease: &mut Lease,
     guard: &mut ReleaseOnDrop<'_>,
     uid: &str,
@@ -167,7 +166,7 @@ where
     let mut file = tokio::fs::File::from_std(file);
     let mut hasher = Sha256::new();
     let mut count = BodyLimit::new("upload", remaining, None);
-    let idle = state.settings.body_idle_timeout;
+    let idle = up.body_idle;
     let io = |e: std::io::Error| {
         tracing::error!(error = %e, "writing the spool file failed");
         ApiError::StorageUnavailable
@@ -176,7 +175,7 @@ where
         count.take(piece.len())?;
         hasher.update(&piece);
         file.write_all(&piece).await.map_err(io)?;
-        lease.keep(state, uid).await?;
+        lease.keep(up, uid).await?;
         guard.seq = lease.seq;
     }
     let digest: [u8; 32] = hasher.finalize().into();

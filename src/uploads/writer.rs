@@ -16,8 +16,7 @@ use tokio::task::JoinSet;
 use super::lease::{Lease, ReleaseOnDrop};
 use super::patch::Failure;
 use super::record::{self, Claim, Entry, Tail, UploadState};
-use super::{Progress, discard_data};
-use crate::app::AppState;
+use super::{Progress, Uploads, discard_data};
 use crate::body_limit::BodyLimit;
 use crate::crypto::object::open_header;
 use crate::crypto::stream::Sealer;
@@ -27,7 +26,7 @@ use crate::storage::media_path;
 
 /// The sealing pipeline of one PATCH: resumed state in, parts out.
 pub(super) struct Writer<'a> {
-    pub(super) state: &'a AppState,
+    pub(super) up: &'a Uploads,
     pub(super) uid: String,
     pub(super) target: Path,
     /// Sealed bytes not yet written as a part, as the pieces the sealer produced (no part-sized
@@ -69,11 +68,11 @@ pub(super) const MAX_CHECKPOINT_TAIL: usize = 1 << 20;
 
 impl<'a> Writer<'a> {
     pub(super) async fn resume(
-        state: &'a AppState,
+        up: &'a Uploads,
         uid: &str,
         st: &UploadState,
     ) -> Result<Writer<'a>, ApiError> {
-        let ring = &state.settings.master_keys;
+        let ring = &up.master_keys;
         let header = STANDARD
             .decode(&st.header)
             .map_err(|_| StoreError::Corrupt("upload header"))?;
@@ -85,13 +84,13 @@ impl<'a> Writer<'a> {
             .decode(&st.hash_state)
             .ok()
             .and_then(|b| Sha256::deserialize(b.as_slice().try_into().ok()?).ok())
-            .ok_or(StoreError::Corrupt("upload digest state"))?;
+            .ok_or(StoreError::Corrupt("upload digest up"))?;
         let mut sealed = Pieces::default();
         let mut pending: &[u8] = &[];
         let tail_plain;
         if let Some(t) = st.tail {
             let path = record::tail_path(uid, t.seq);
-            let bytes = state
+            let bytes = up
                 .store
                 .get(&path)
                 .await
@@ -113,7 +112,7 @@ impl<'a> Writer<'a> {
         let sealer = Sealer::resume(opened.cipher, st.sealer_index, pending)
             .ok_or(StoreError::Corrupt("staged plaintext"))?;
         Ok(Writer {
-            state,
+            up,
             uid: uid.to_string(),
             target: st.target(uid),
             sealed,
@@ -141,8 +140,8 @@ impl<'a> Writer<'a> {
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
     {
-        let idle = self.state.settings.body_idle_timeout;
-        let part_size = self.state.settings.storage.part_size;
+        let idle = self.up.body_idle;
+        let part_size = self.up.part_size;
         loop {
             // Parts that finished since the last piece: commit the progress they make durable.
             while let Some(joined) = self.in_flight.try_join_next() {
@@ -178,7 +177,7 @@ impl<'a> Writer<'a> {
                 self.sealed.push(out.freeze());
             }
             while self.sealed.len() >= part_size {
-                lease.keep(self.state, &self.uid).await?;
+                lease.keep(self.up, &self.uid).await?;
                 guard.seq = lease.seq;
                 // Wait for a free upload slot before cutting the part, so at most
                 // `upload_concurrency` parts plus the one being filled are in memory.
@@ -233,8 +232,8 @@ impl<'a> Writer<'a> {
             ready = self.checkpoints.pop_front();
         }
         let Some(cp) = ready else { return Ok(()) };
-        let store = self.state.store.as_ref();
-        let ring = &self.state.settings.master_keys;
+        let store = self.up.store.as_ref();
+        let ring = &self.up.master_keys;
         let seq = lease.seq + 1;
         let mut next = st.clone();
         next.offset = st.offset + cp.received;
@@ -275,9 +274,9 @@ impl<'a> Writer<'a> {
             r.base = next.clone();
         }
         if let Some(old) = std::mem::replace(&mut self.committed_tail, next.tail) {
-            let store = self.state.store.clone();
+            let store = self.up.store.clone();
             let path = record::tail_path(&self.uid, old.seq);
-            self.state.cleanup.spawn(async move {
+            self.up.cleanup.spawn(async move {
                 let _ = store.delete(&path).await;
             });
         }
@@ -287,13 +286,13 @@ impl<'a> Writer<'a> {
     /// Start writing the next part, waiting while `upload_concurrency` parts are in flight.
     pub(super) async fn put_part(&mut self, data: PutPayload) -> Result<(), ApiError> {
         if self.multipart.is_none() {
-            self.multipart = self.state.parts.begin(&self.target).await?;
+            self.multipart = self.up.parts.begin(&self.target).await?;
             self.started_multipart = self.multipart.is_some();
         }
         self.make_room().await?;
         let idx = self.parts.len();
         self.parts.push(String::new());
-        let parts = self.state.parts.clone();
+        let parts = self.up.parts.clone();
         let (uid, target, mp) = (
             self.uid.clone(),
             self.target.clone(),
@@ -308,7 +307,7 @@ impl<'a> Writer<'a> {
 
     /// Wait while `upload_concurrency` parts are in flight.
     pub(super) async fn make_room(&mut self) -> Result<(), ApiError> {
-        while self.in_flight.len() >= self.state.settings.storage.upload_concurrency.max(1) {
+        while self.in_flight.len() >= self.up.upload_concurrency.max(1) {
             self.join_one().await?;
         }
         Ok(())
@@ -366,8 +365,8 @@ impl<'a> Writer<'a> {
         if let Err(e) = self.drain().await {
             return Err(Failure::Keep(e, self.orphan()));
         }
-        let store = self.state.store.as_ref();
-        let ring = &self.state.settings.master_keys;
+        let store = self.up.store.as_ref();
+        let ring = &self.up.master_keys;
         let seq = lease.seq + 1;
         let Some(sealer) = self.sealer.as_ref() else {
             return Err(Failure::Keep(ApiError::Internal, self.orphan()));
@@ -419,10 +418,7 @@ impl<'a> Writer<'a> {
             Ok(false) => {
                 let orphan = self.orphan();
                 if orphan.is_some() {
-                    self.state
-                        .parts
-                        .abort(&self.target, orphan.as_deref())
-                        .await;
+                    self.up.parts.abort(&self.target, orphan.as_deref()).await;
                 }
                 return Err(Failure::Released(ApiError::UploadBusy));
             }
@@ -430,9 +426,9 @@ impl<'a> Writer<'a> {
         }
         lease.seq = seq;
         if let Some(old) = self.committed_tail {
-            let store = self.state.store.clone();
+            let store = self.up.store.clone();
             let path = record::tail_path(&self.uid, old.seq);
-            self.state.cleanup.spawn(async move {
+            self.up.cleanup.spawn(async move {
                 let _ = store.delete(&path).await;
             });
         }
@@ -445,7 +441,7 @@ impl<'a> Writer<'a> {
         lease: &mut Lease,
         st: &UploadState,
     ) -> Result<Progress, Failure> {
-        let state = self.state;
+        let up = self.up;
         if let Err(e) = self.drain().await {
             return Err(Failure::Keep(e, self.orphan()));
         }
@@ -463,17 +459,10 @@ impl<'a> Writer<'a> {
             // The whole blob is not what was declared: discard the upload.
             let tomb = Entry::Terminated { at: now_unix() };
             let seq = lease.seq + 1;
-            let _ = record::append(
-                state.store.as_ref(),
-                &state.settings.master_keys,
-                &self.uid,
-                seq,
-                &tomb,
-            )
-            .await;
-            state.metrics.uploads_aborted.inc();
+            let _ = record::append(up.store.as_ref(), &up.master_keys, &self.uid, seq, &tomb).await;
+            up.metrics.uploads_aborted.inc();
             discard_data(
-                state,
+                up,
                 &self.uid,
                 &self.target,
                 self.multipart.clone(),
@@ -483,24 +472,22 @@ impl<'a> Writer<'a> {
             return Err(Failure::Released(ApiError::DigestMismatch));
         }
 
-        let existing = match state.ingest.lookup(&st.partner, &st.media_id).await {
+        let existing = match up.ingest.lookup(&st.partner, &st.media_id).await {
             Ok(e) => e.filter(|h| h.header.meta.expires > now_unix()),
             Err(e) => return Err(Failure::Keep(e, self.orphan())),
         };
         let written = if existing.is_some() {
             // Same content already stored (forwarded media): keep that one.
-            state
-                .parts
+            up.parts
                 .abort(&self.target, self.multipart.as_deref())
                 .await;
             Ok(())
         } else if self.parts.is_empty() {
             let object = std::mem::take(&mut self.sealed).into_payload();
             if let Some(mp) = self.multipart.take() {
-                state.parts.abort(&self.target, Some(&mp)).await;
+                up.parts.abort(&self.target, Some(&mp)).await;
             }
-            state
-                .ingest
+            up.ingest
                 .put_once(
                     &st.partner,
                     &st.media_id,
@@ -513,7 +500,7 @@ impl<'a> Writer<'a> {
         } else {
             let last = std::mem::take(&mut self.sealed).into_payload();
             match self.put_part(last).await.and(self.drain().await) {
-                Ok(()) => state
+                Ok(()) => up
                     .parts
                     .complete(
                         &self.uid,
@@ -530,7 +517,7 @@ impl<'a> Writer<'a> {
         // it the media with a create-only commit, so a racing upload of the same content
         // cannot replace a media (and its generation) that tokens were minted for.
         let written = match written {
-            Ok(()) if !self.parts.is_empty() && existing.is_none() && st.staged => state
+            Ok(()) if !self.parts.is_empty() && existing.is_none() && st.staged => up
                 .ingest
                 .commit_staged(&st.partner, &st.media_id, &self.target, false)
                 .await
@@ -550,9 +537,9 @@ impl<'a> Writer<'a> {
         done.multipart = None;
         done.tail = None;
         let seq = lease.seq + 1;
-        let ring = &state.settings.master_keys;
+        let ring = &up.master_keys;
         match record::append(
-            state.store.as_ref(),
+            up.store.as_ref(),
             ring,
             &self.uid,
             seq,
@@ -566,12 +553,11 @@ impl<'a> Writer<'a> {
                 tracing::warn!("recording a completed upload failed; the media is stored");
             }
         }
-        state
-            .metrics
+        up.metrics
             .bytes_in
             .with_label_values(&[st.kind.as_str()])
             .inc_by(st.length);
-        discard_data(state, &self.uid, &self.target, None, None).await;
+        discard_data(up, &self.uid, &self.target, None, None).await;
         Ok(Progress::of(&self.uid, &done))
     }
 }
