@@ -311,3 +311,6 @@ pub async fn discard_data(
 pub fn expires_at(p: &Progress) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(p.expires)
 }
+
+#[cfg(test)]
+mod tests;
