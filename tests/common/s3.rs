@@ -40,6 +40,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -204,6 +205,8 @@ pub struct S3Server {
     pub root: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// The running service's kill switch (see `Svc::killed`).
+    killed: Arc<AtomicBool>,
     opts: S3ServerBuilder,
     // Dropped last (after the server stopped): removes the files.
     _dir: TempDir,
@@ -333,6 +336,7 @@ impl S3Server {
     /// are dropped (in-flight requests get no answer), but the files, the port and the
     /// credentials are kept so that [`S3Server::restart`] brings the same server back.
     pub fn kill(&mut self) {
+        self.killed.store(true, Ordering::SeqCst);
         self.shutdown();
     }
 
@@ -348,6 +352,7 @@ impl S3Server {
     pub fn restart(&mut self) {
         self.shutdown();
         let service = build_service(&self.root, &self.access_key, &self.secret_key, &self.opts);
+        self.killed = Arc::clone(&service.killed);
         let (addr, stop, thread) = serve_on_thread(service, Some(self.addr))
             .unwrap_or_else(|e| panic!("S3 server failed to restart on {}: {e}", self.addr));
         debug_assert_eq!(addr, self.addr);
@@ -457,6 +462,7 @@ impl Prepared {
             root: self.root,
             stop: Some(stop),
             thread,
+            killed: Arc::clone(&self.service.killed),
             opts: self.opts,
             _dir: self.dir,
         }
@@ -480,6 +486,7 @@ fn build_service(root: &Path, access_key: &str, secret_key: &str, opts: &S3Serve
     }
     Svc {
         root: root.to_path_buf(),
+        killed: Arc::new(AtomicBool::new(false)),
         inner: b.build(),
         locks: opts
             .serialize_writes
@@ -555,6 +562,11 @@ struct Svc {
     root: PathBuf,
     inner: S3Service,
     locks: Option<KeyLocks>,
+    /// Set by [`S3Server::kill`]: from then on no request gets an answer (the connection is
+    /// closed instead), as with a crashed server. Without it, requests in flight while the runtime shuts down get answers made
+    /// up by that shutdown (s3s-fs maps a failed file open, which a dying blocking pool
+    /// causes, to `404 NoSuchKey`).
+    killed: Arc<AtomicBool>,
 }
 
 impl Svc {
@@ -676,6 +688,7 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Svc {
         };
         let list_uploads = Self::list_uploads_query(&req);
         let root = self.root.clone();
+        let killed = Arc::clone(&self.killed);
         let fut = hyper::service::Service::call(&self.inner, req);
         // On its own task: a request the server has received is carried out even if the
         // client goes away (as on AWS). s3s-fs handlers are not cancellation-safe: dropped
@@ -689,9 +702,16 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Svc {
             fut.await
         });
         Box::pin(async move {
-            let resp = match fut.await {
+            let joined = fut.await;
+            // An error makes hyper close the connection without an answer.
+            let crashed = || s3s::HttpError::new("the S3 test server was killed".into());
+            if killed.load(Ordering::SeqCst) {
+                return Err(crashed());
+            }
+            let resp = match joined {
                 Ok(resp) => resp?,
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => return Err(crashed()),
             };
             match list_uploads {
                 Some((bucket, prefix)) if resp.status() == hyper::StatusCode::NOT_IMPLEMENTED => {
