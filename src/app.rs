@@ -17,6 +17,7 @@ use object_store::ObjectStore;
 use object_store::multipart::MultipartStore;
 use tracing::Instrument;
 
+use crate::admission::Admission;
 use crate::cleanup::Cleanup;
 use crate::config::Settings;
 use crate::error::{ApiError, BadRequest};
@@ -77,12 +78,14 @@ impl AppState {
         });
         let parts = PartStore::new(store.clone(), multipart, metrics.clone());
         let cleanup = Cleanup::on_current_runtime().ok_or("no tokio runtime")?;
+        let admission = Admission::new(settings.upload_admission.clone(), metrics.admission());
         let ingest = Ingest::new(
             &settings,
             store.clone(),
             parts.native().cloned(),
             metrics.clone(),
             cleanup.clone(),
+            admission,
         );
         let retrieve = Retrieve::new(
             store.clone(),
@@ -340,6 +343,8 @@ pub async fn serve(
     let graceful = builder.graceful_shutdown_signal();
     let server = builder
         .workers(workers)
+        // actix counts per worker; the setting is for the whole listener.
+        .max_concurrent_connections(state.settings.max_connections.div_ceil(workers))
         .disable_signals()
         .shutdown_timeout(grace.as_secs())
         .listen("interop-media", listener, {

@@ -15,6 +15,9 @@ use crate::auth::{Partner, Partners, Scope};
 use crate::crypto::keys::{KeyRing, SecretKey, kid_is_valid};
 use crate::media::MediaKind;
 
+mod upload_limits;
+pub use upload_limits::UploadLimitsConfig;
+
 /// The documented defaults, compiled in so the file and the code cannot disagree.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Environment prefix of every setting.
@@ -68,6 +71,7 @@ pub struct ServerConfig {
     pub drain_delay_s: u64,
     pub shutdown_grace_s: u64,
     pub body_idle_timeout_s: u64,
+    pub max_connections: usize,
     pub log_format: String,
     pub log_level: String,
 }
@@ -173,6 +177,8 @@ pub struct LimitsConfig {
     pub sealed: KindLimits,
     /// Plaintext limits of seal-for-me uploads.
     pub seal: KindLimits,
+    /// Memory, waiting and pace of uploads (see `admission` and `body_pace`).
+    pub uploads: UploadLimitsConfig,
 }
 
 /// A byte limit per media kind.
@@ -361,6 +367,12 @@ pub struct Settings {
     pub drain_delay: Duration,
     pub shutdown_grace: Duration,
     pub body_idle_timeout: Duration,
+    /// How slowly an upload body may arrive.
+    pub body_pace: crate::body_pace::PacePolicy,
+    /// Open connections the public listener keeps at once, over all workers.
+    pub max_connections: usize,
+    /// What uploads may hold in memory, and how long a request waits for room.
+    pub upload_admission: crate::admission::AdmissionLimits,
     pub log_json: bool,
     pub log_level: String,
     pub storage: StorageSettings,
@@ -557,6 +569,12 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if !(16..=1_000_000).contains(&s.max_connections) {
+            return Err(ConfigError::new(
+                "server.max_connections",
+                "must be between 16 and 1000000",
+            ));
+        }
         if !s.public_url.is_empty() {
             check_public_url(&s.public_url)
                 .map_err(|m| ConfigError::new("server.public_url", m))?;
@@ -690,6 +708,11 @@ impl Settings {
                 max_token_ttl: p.max_token_ttl_s.unwrap_or(t.max_ttl_s),
             });
         }
+        let (upload_admission, body_pace) = upload_limits::resolve(
+            &c.limits.uploads,
+            st,
+            Duration::from_secs(s.body_idle_timeout_s),
+        )?;
         Ok(Settings {
             listen: s.listen.clone(),
             metrics_listen: (!s.metrics_listen.is_empty()).then(|| s.metrics_listen.clone()),
@@ -700,6 +723,9 @@ impl Settings {
             drain_delay: Duration::from_secs(s.drain_delay_s),
             shutdown_grace: Duration::from_secs(s.shutdown_grace_s),
             body_idle_timeout: Duration::from_secs(s.body_idle_timeout_s),
+            body_pace,
+            max_connections: s.max_connections,
+            upload_admission,
             log_json: s.log_format == "json",
             log_level: s.log_level.clone(),
             storage: StorageSettings {

@@ -53,6 +53,12 @@ pub enum ApiError {
     BodyTimeout,
     #[error("the request body could not be read")]
     BodyAborted,
+    #[error("the request body arrived slower than the minimum upload rate")]
+    BodyTooSlow,
+    #[error("the service is receiving as many uploads as its memory budget allows; try again")]
+    UploadsBusy,
+    #[error("this partner's uploads use all of its memory share; try again")]
+    PartnerUploadLimit,
     #[error("no such upload")]
     UploadNotFound,
     #[error("the upload has expired")]
@@ -153,6 +159,9 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => "range-not-satisfiable",
             ApiError::BodyTimeout => "body-timeout",
             ApiError::BodyAborted => "body-aborted",
+            ApiError::BodyTooSlow => "body-too-slow",
+            ApiError::UploadsBusy => "uploads-busy",
+            ApiError::PartnerUploadLimit => "partner-upload-limit",
             ApiError::UploadNotFound => "upload-not-found",
             ApiError::UploadExpired => "upload-expired",
             ApiError::UploadOffsetMismatch { .. } => "upload-offset-mismatch",
@@ -242,7 +251,9 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyTimeout | ApiError::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UploadsBusy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PartnerUploadLimit => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StorageUnavailable | ApiError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -281,6 +292,10 @@ impl ResponseError for ApiError {
             ApiError::StorageUnavailable | ApiError::ShuttingDown | ApiError::MediaBusy => {
                 resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
             }
+            // Room for an upload frees as soon as one ends: worth asking again soon.
+            ApiError::UploadsBusy | ApiError::PartnerUploadLimit => {
+                resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("2")));
+            }
             ApiError::TusVersion => {
                 resp.insert_header(("tus-version", "1.0.0"));
             }
@@ -290,7 +305,10 @@ impl ResponseError for ApiError {
             ApiError::RangeNotSatisfiable { size } => {
                 resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
             }
-            ApiError::BodyTimeout | ApiError::BodyAborted | ApiError::LengthMismatch => {
+            ApiError::BodyTimeout
+            | ApiError::BodyTooSlow
+            | ApiError::BodyAborted
+            | ApiError::LengthMismatch => {
                 // The rest of the body is unread: the connection cannot be reused.
                 resp.insert_header((header::CONNECTION, "close"));
             }

@@ -9,31 +9,26 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use object_store::multipart::MultipartStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::admission::{Admission, Ticket};
 use crate::auth::Partner;
 use crate::body_limit::BodyLimit;
+use crate::body_pace::{BodyError, Pace, PacePolicy};
 use crate::cleanup::Cleanup;
 use crate::config::{KindLimits, Settings};
 use crate::crypto::keys::KeyRing;
 use crate::crypto::object::{ObjectMeta, seal_header};
-use crate::crypto::stream::{Sealer, plain_len};
+use crate::crypto::stream::{Sealer, plain_len, sealed_len};
 use crate::error::{ApiError, StoreError};
 use crate::media::{MediaFormat, MediaKind};
 use crate::metrics::Metrics;
 use crate::storage::{Head, PartWriter, media_path, read_head};
-
-/// Why reading a request body failed.
-#[derive(Debug)]
-pub enum BodyError {
-    /// The client closed the connection or sent a malformed body.
-    Aborted,
-}
 
 /// What a gateway declared about a sealed upload.
 #[derive(Debug, Clone)]
@@ -92,19 +87,6 @@ pub fn rfc3339(unix: u64) -> String {
 }
 
 pub use crate::crypto::ids::{MediaIds, id_is_valid};
-
-/// Pull the next body piece, failing on an idle stall.
-pub(crate) async fn next_piece<S>(body: &mut S, idle: Duration) -> Result<Option<Bytes>, ApiError>
-where
-    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
-{
-    match tokio::time::timeout(idle, body.next()).await {
-        Err(_) => Err(ApiError::BodyTimeout),
-        Ok(None) => Ok(None),
-        Ok(Some(Ok(b))) => Ok(Some(b)),
-        Ok(Some(Err(BodyError::Aborted))) => Err(ApiError::BodyAborted),
-    }
-}
 
 /// Counts and hashes the body and enforces the length limits shared by both paths.
 struct Intake {
@@ -188,7 +170,8 @@ pub struct Ingest {
     ids: MediaIds,
     limits: KindLimits,
     retention: Duration,
-    body_idle: Duration,
+    pace: PacePolicy,
+    admission: Admission,
     part_size: usize,
     upload_concurrency: usize,
     metrics: Metrics,
@@ -210,6 +193,7 @@ impl Ingest {
         native: Option<Arc<dyn MultipartStore>>,
         metrics: Metrics,
         cleanup: Cleanup,
+        admission: Admission,
     ) -> Ingest {
         Ingest {
             store,
@@ -218,7 +202,8 @@ impl Ingest {
             ids: MediaIds::new(settings.master_keys.active().1),
             limits: settings.sealed_limits.clone(),
             retention: settings.retention,
-            body_idle: settings.body_idle_timeout,
+            pace: settings.body_pace,
+            admission,
             part_size: settings.storage.part_size,
             upload_concurrency: settings.storage.upload_concurrency,
             metrics,
@@ -235,6 +220,23 @@ impl Ingest {
         sha256: &[u8; 32],
     ) -> String {
         self.ids.derive(partner, kind, format, sha256)
+    }
+
+    /// Reserve memory for one upload of `plain_len` bytes (`None`: unknown) by `partner`;
+    /// held until the ticket drops (see [`Admission`]).
+    pub(crate) async fn admit(
+        &self,
+        partner: &str,
+        plain_len: Option<u64>,
+    ) -> Result<Ticket, ApiError> {
+        let object =
+            plain_len.map(|n| crate::crypto::object::MAX_HEADER_LEN as u64 + sealed_len(n));
+        self.admission.admit(partner, object).await
+    }
+
+    /// The pace upload bodies must keep.
+    pub(crate) fn pace(&self) -> PacePolicy {
+        self.pace
     }
 
     /// Look up a media id for `partner`: `Ok(None)` when it does not exist for them.
@@ -278,7 +280,7 @@ impl Ingest {
             hasher: Sha256::new(),
             count: BodyLimit::new(req.kind.as_str(), limit, req.declared_len),
         };
-        let idle = self.body_idle;
+        let mut pace = Pace::new(self.pace);
         let now = now_unix();
 
         let existing = self.lookup(&req.partner.id, &id).await?;
@@ -286,7 +288,7 @@ impl Ingest {
             Some(head) if head.header.meta.expires > now => {
                 // Same content already stored: read the body to prove it is the same blob (and
                 // to leave the connection reusable), store nothing.
-                while let Some(piece) = next_piece(&mut body, idle).await? {
+                while let Some(piece) = pace.next(&mut body).await? {
                     intake.take(&piece)?;
                 }
                 intake.verify(&req)?;
@@ -296,6 +298,8 @@ impl Ingest {
             Some(_) => true,
             None => false,
         };
+        // Room for what this upload holds in memory, before a byte of it is stored.
+        let _ticket = self.admit(&req.partner.id, req.declared_len).await?;
 
         let mut generation = [0u8; 8];
         crate::crypto::random_bytes(&mut generation).map_err(|_| ApiError::Internal)?;
@@ -321,7 +325,14 @@ impl Ingest {
         // Objects beyond one part are written to a staging path and committed create-only.
         let staged = crate::storage::staging_path(&id).map_err(|_| ApiError::Internal)?;
         let received = self
-            .receive(&mut body, &mut intake, &mut sealer, &mut sink, &staged)
+            .receive(
+                &mut body,
+                &mut pace,
+                &mut intake,
+                &mut sealer,
+                &mut sink,
+                &staged,
+            )
             .await;
         let size = match received.and_then(|()| intake.verify(&req)) {
             Ok(size) => size,
@@ -384,6 +395,7 @@ impl Ingest {
     async fn receive<S>(
         &self,
         body: &mut S,
+        pace: &mut Pace,
         intake: &mut Intake,
         sealer: &mut Sealer,
         sink: &mut Sink,
@@ -392,7 +404,7 @@ impl Ingest {
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
     {
-        while let Some(piece) = next_piece(body, self.body_idle).await? {
+        while let Some(piece) = pace.next(body).await? {
             intake.take(&piece)?;
             match sink {
                 Sink::Buffer(buf) => {

@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod body_limit;
+pub mod body_pace;
 pub mod cleanup;
 pub mod client;
 pub mod config;

@@ -47,6 +47,10 @@ pub struct MetricsInner {
     pub tokens_rejected: IntCounterVec,
     pub uploads_rejected: IntCounterVec,
     pub uploads_in_flight: IntGauge,
+    /// Memory reserved by uploads under `[limits.uploads]` (see `admission`).
+    pub upload_memory_reserved: IntGauge,
+    /// Uploads refused for want of room, by which limit was full.
+    pub upload_admission_refused: IntCounterVec,
     pub uploads_aborted: IntCounter,
     /// Stored chunks that failed authentication while being served (corruption, tampering).
     pub decrypt_failures: IntCounter,
@@ -82,6 +86,14 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
+    /// The counters upload admission feeds.
+    pub fn admission(&self) -> crate::admission::AdmissionMetrics {
+        crate::admission::AdmissionMetrics {
+            reserved: self.upload_memory_reserved.clone(),
+            refused: self.upload_admission_refused.clone(),
+        }
+    }
+
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new_custom(Some("interop_media".into()), None)?;
         let counter_vec =
@@ -152,6 +164,15 @@ impl Metrics {
                 &["reason"],
             )?,
             uploads_in_flight: IntGauge::new("uploads_in_flight", "Uploads currently streaming.")?,
+            upload_memory_reserved: IntGauge::new(
+                "upload_memory_reserved_bytes",
+                "Memory reserved by uploads in progress, out of limits.uploads.memory_mib.",
+            )?,
+            upload_admission_refused: counter_vec(
+                "upload_admission_refused_total",
+                "Uploads refused for want of room, by limit (service_memory, service_uploads, partner_memory).",
+                &["reason"],
+            )?,
             uploads_aborted: IntCounter::new(
                 "uploads_aborted_total",
                 "Unfinished uploads whose storage writes were aborted.",
@@ -215,6 +236,7 @@ impl Metrics {
         }
         for g in [
             &m.uploads_in_flight,
+            &m.upload_memory_reserved,
             &m.http_in_flight,
             &m.downloads_in_flight,
             &m.ready,

@@ -24,10 +24,11 @@ use tokio::io::AsyncWriteExt;
 
 use crate::auth::Partner;
 use crate::body_limit::BodyLimit;
+use crate::body_pace::{BodyError, Pace, PacePolicy};
 use crate::config::{KindLimits, Settings};
 use crate::error::ApiError;
 use crate::formats::{self, Descriptor, SealOptions};
-use crate::ingest::{BodyError, Ingest, MediaInfo, Outcome, UploadRequest, next_piece};
+use crate::ingest::{Ingest, MediaInfo, Outcome, UploadRequest};
 use crate::media::{MediaFormat, MediaKind};
 use crate::pipeline::pool::{Pool, PoolError};
 use crate::pipeline::{Analysis, MediaError};
@@ -73,14 +74,13 @@ pub struct SealedMedia {
 }
 
 /// The seal-for-me flow, holding only what it needs: the caged worker pool, the plaintext
-/// limits, where unnamed temp files go, the body idle timeout, and the single-upload flow
+/// limits, where unnamed temp files go, and the single-upload flow
 /// that stores the sealed result. Built once in `app.rs`.
 #[derive(Clone, Debug)]
 pub struct Seal {
     pool: Option<Arc<Pool>>,
     limits: KindLimits,
     tmp_base: PathBuf,
-    body_idle: Duration,
     ingest: Ingest,
 }
 
@@ -90,7 +90,6 @@ impl Seal {
             pool,
             limits: settings.seal_limits.clone(),
             tmp_base: tmp_base(settings.media_tmp_dir.as_deref()),
-            body_idle: settings.body_idle_timeout,
             ingest,
         }
     }
@@ -131,7 +130,7 @@ where
         });
     }
     let base = &seal.tmp_base;
-    let input = receive(seal.body_idle, &req, body, unnamed(base)?, limit).await?;
+    let input = receive(seal.ingest.pace(), &req, body, unnamed(base)?, limit).await?;
     let cleaned = unnamed(base)?;
 
     let analysis = pool
@@ -215,7 +214,7 @@ fn io_error(e: std::io::Error) -> ApiError {
 
 /// Write the body to `file`, enforcing the kind's plaintext limit and the declared length.
 async fn receive<S>(
-    idle: Duration,
+    pace: PacePolicy,
     req: &SealRequest,
     mut body: S,
     file: File,
@@ -226,7 +225,8 @@ where
 {
     let mut file = tokio::fs::File::from_std(file);
     let mut count = BodyLimit::new(req.kind.as_str(), limit, req.declared_len);
-    while let Some(piece) = next_piece(&mut body, idle).await? {
+    let mut pace = Pace::new(pace);
+    while let Some(piece) = pace.next(&mut body).await? {
         count.take(piece.len())?;
         file.write_all(&piece).await.map_err(io_error)?;
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use futures::stream;
+use futures::{StreamExt, stream};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 
@@ -48,7 +48,18 @@ fn fixture() -> Fixture {
             document: limit,
         },
         retention: Duration::from_secs(3600),
-        body_idle: Duration::from_secs(5),
+        pace: PacePolicy::idle_only(Duration::from_secs(5)),
+        admission: Admission::new(
+            crate::admission::AdmissionLimits {
+                memory: 64 << 20,
+                partner_memory: 64 << 20,
+                max_uploads: 16,
+                wait: Duration::from_millis(100),
+                part_size: PART as u64,
+                upload_concurrency: 2,
+            },
+            metrics.admission(),
+        ),
         part_size: PART,
         upload_concurrency: 2,
         metrics: metrics.clone(),

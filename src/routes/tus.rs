@@ -7,8 +7,8 @@ use futures::StreamExt;
 
 use crate::app::AppState;
 use crate::auth::{Authorized, needs};
+use crate::body_pace::BodyError;
 use crate::error::{ApiError, BadRequest};
-use crate::ingest::BodyError;
 use crate::media::parse_sha256;
 use crate::uploads::protocol::{
     ChecksumError, OFFSET_OCTET_STREAM, TUS_CHECKSUMS, TUS_EXTENSIONS, TUS_VERSION, parse_checksum,

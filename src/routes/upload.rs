@@ -7,8 +7,9 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::auth::{Gateway, Scope};
+use crate::body_pace::BodyError;
 use crate::error::{ApiError, BadRequest};
-use crate::ingest::{BodyError, Outcome, UploadRequest};
+use crate::ingest::{Outcome, UploadRequest};
 use crate::media::{MediaFormat, parse_sha256};
 use crate::seal::SealRequest;
 

@@ -13,8 +13,9 @@ use super::writer::Writer;
 use super::{PatchRequest, Progress, Uploads, live_view, now_ms};
 use crate::auth::Partner;
 use crate::body_limit::BodyLimit;
+use crate::body_pace::{BodyError, Pace};
 use crate::error::ApiError;
-use crate::ingest::{BodyError, InFlight, next_piece, now_unix};
+use crate::ingest::{InFlight, now_unix};
 
 /// `PATCH`: append the body at `req.offset`.
 pub async fn patch<S>(
@@ -69,6 +70,8 @@ where
         return Ok(Progress::of(uid, st));
     }
 
+    // Room for what this PATCH holds in memory, before the upload is taken.
+    let _ticket = up.ingest.admit(&partner.id, Some(st.length)).await?;
     let _in_flight = InFlight::new(&up.metrics);
     let mut lease = Lease::acquire(up, uid, &view).await?;
     let mut guard = ReleaseOnDrop {
@@ -166,12 +169,12 @@ where
     let mut file = tokio::fs::File::from_std(file);
     let mut hasher = Sha256::new();
     let mut count = BodyLimit::new("upload", remaining, None);
-    let idle = up.body_idle;
+    let mut pace = Pace::new(up.ingest.pace());
     let io = |e: std::io::Error| {
         tracing::error!(error = %e, "writing the spool file failed");
         ApiError::StorageUnavailable
     };
-    while let Some(piece) = next_piece(&mut body, idle).await? {
+    while let Some(piece) = pace.next(&mut body).await? {
         count.take(piece.len())?;
         hasher.update(&piece);
         file.write_all(&piece).await.map_err(io)?;

@@ -6,9 +6,11 @@ use futures::{StreamExt, stream};
 use object_store::memory::InMemory;
 
 use super::*;
+use crate::admission::Admission;
 use crate::auth::Scope;
+use crate::body_pace::BodyError;
 use crate::config::{Config, Sources};
-use crate::ingest::{BodyError, Ingest};
+use crate::ingest::Ingest;
 
 const PART: usize = 64 << 10;
 
@@ -38,6 +40,7 @@ fn fixture() -> Fixture {
         Some(store.clone()),
         metrics.clone(),
         cleanup.clone(),
+        Admission::new(settings.upload_admission.clone(), metrics.admission()),
     );
     let parts = PartStore::new(store.clone(), Some(store.clone()), metrics.clone());
     let uploads = Uploads::new(&settings, store.clone(), parts, ingest, metrics, cleanup);

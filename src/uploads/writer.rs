@@ -18,10 +18,11 @@ use super::patch::Failure;
 use super::record::{self, Claim, Entry, Tail, UploadState};
 use super::{Progress, Uploads, discard_data};
 use crate::body_limit::BodyLimit;
+use crate::body_pace::{BodyError, Pace};
 use crate::crypto::object::open_header;
 use crate::crypto::stream::Sealer;
 use crate::error::{ApiError, StoreError};
-use crate::ingest::{BodyError, next_piece, now_unix};
+use crate::ingest::now_unix;
 use crate::storage::media_path;
 
 /// The sealing pipeline of one PATCH: resumed state in, parts out.
@@ -140,7 +141,7 @@ impl<'a> Writer<'a> {
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
     {
-        let idle = self.up.body_idle;
+        let mut pace = Pace::new(self.up.ingest.pace());
         let part_size = self.up.part_size;
         loop {
             // Parts that finished since the last piece: commit the progress they make durable.
@@ -152,10 +153,10 @@ impl<'a> Writer<'a> {
             // body has paused (the client may be slow, or about to vanish).
             let next = loop {
                 if self.checkpoints.is_empty() || self.in_flight.is_empty() {
-                    break next_piece(&mut body, idle).await;
+                    break pace.next(&mut body).await;
                 }
                 tokio::select! {
-                    p = next_piece(&mut body, idle) => break p,
+                    p = pace.next(&mut body) => break p,
                     Some(joined) = self.in_flight.join_next() => {
                         self.joined(joined)?;
                         self.commit_checkpoint(lease, guard, st).await?;
