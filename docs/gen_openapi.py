@@ -40,6 +40,9 @@ CODES = [
     ("format-invalid", 422, "The blob's length (tus: `Upload-Length`) cannot be a blob of the declared `X-Media-Format`; nothing was stored."),
     ("range-not-satisfiable", 416, "The `Range` selects no byte of the blob (`Content-Range: bytes */<size>`)."),
     ("body-timeout", 408, "The request body sent nothing for longer than `server.body_idle_timeout_s`."),
+    ("body-too-slow", 408, "The request body arrived slower on average than `limits.uploads.min_rate_kib_s`, judged over each `limits.uploads.rate_window_s` of waiting for the client; nothing of it was stored (tus: what arrived before is kept)."),
+    ("uploads-busy", 503, "The service's upload memory budget (`limits.uploads.memory_mib`) or its count of concurrent uploads (`limits.uploads.max_concurrent`) stayed full for `limits.uploads.wait_ms`; the body was not read and nothing was stored; retry after `Retry-After` seconds."),
+    ("partner-upload-limit", 429, "The caller's uploads hold all of its share of upload memory (`limits.uploads.partner_memory_mib`) for `limits.uploads.wait_ms`; the body was not read and nothing was stored; retry after `Retry-After` seconds."),
     ("body-aborted", 400, "The request body could not be read (client went away, malformed chunked encoding)."),
     ("upload-not-found", 404, "No such tus upload for this caller: never created, terminated, discarded after `digest-mismatch`, swept, another partner's (indistinguishable from none), sealed under a retired key, or an id that is not 32 lower-case hex digits."),
     ("upload-expired", 410, "The unfinished tus upload is past its `Upload-Expires`."),
@@ -68,7 +71,7 @@ REASON = {
     405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 410: "Gone",
     412: "Precondition Failed", 413: "Payload Too Large", 415: "Unsupported Media Type",
     411: "Length Required", 414: "URI Too Long", 416: "Range Not Satisfiable",
-    422: "Unprocessable Entity", 431: "Request Header Fields Too Large",
+    422: "Unprocessable Entity", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
     460: "Checksum Mismatch",  # tus's own status; `title` is this, the status line has no reason
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
 }
@@ -987,8 +990,10 @@ def tus_paths():
                     TUS_R401,
                     TUS_R403,
                     TUS_R404,
-                    ("The body stalled longer than the idle timeout; what arrived before is kept "
-                     "(none of it with `Upload-Checksum`).", ["body-timeout"], ["Connection"]),
+                    ("The body stalled longer than the idle timeout (`body-timeout`) or arrived "
+                     "slower than the minimum upload rate (`body-too-slow`); what arrived before "
+                     "is kept (none of it with `Upload-Checksum`).",
+                     ["body-timeout", "body-too-slow"], ["Connection"]),
                     ("`Upload-Offset` is not the upload's offset (or the upload is complete), or "
                      "another request holds the upload. `HEAD`, then resume.",
                      ["upload-offset-mismatch", "upload-busy"]),
@@ -1004,8 +1009,13 @@ def tus_paths():
                      "(404 from then on) and nothing was stored.", ["digest-mismatch"]),
                     ("The body does not match `Upload-Checksum`; nothing of it was kept "
                      "(tus status 460, no reason phrase on the status line).", ["checksum-mismatch"]),
+                    ("The caller's uploads hold all of its share of upload memory; the body was "
+                     "not read. Retry later.", ["partner-upload-limit"], ["Retry-After"]),
                     R500,
-                    TUS_R503_DRAINING,
+                    ("The object store is unavailable, this replica is shutting down, or the "
+                     "service's upload memory is full (`uploads-busy`, the body was not read); "
+                     "retry later (any replica can continue the upload).",
+                     ["storage-unavailable", "shutting-down", "uploads-busy"], ["Retry-After"]),
                 ),
             },
         },
@@ -1183,7 +1193,9 @@ def build():
                      ["Connection"]),
                     R401,
                     ("The API key lacks scope `upload` (or `seal` when `?seal` is given).", ["forbidden"]),
-                    ("The body stalled longer than the idle timeout.", ["body-timeout"], ["Connection"]),
+                    ("The body stalled longer than the idle timeout (`body-timeout`) or arrived "
+                     "slower than the minimum upload rate (`body-too-slow`); nothing was stored.",
+                     ["body-timeout", "body-too-slow"], ["Connection"]),
                     ("The declared or received length exceeds the kind's limit (sealed upload: "
                      "`limits.sealed.*`; seal-for-me: the plaintext limit `limits.seal.*`).",
                      ["too-large"], ["Connection"]),
@@ -1200,9 +1212,13 @@ def build():
                     ("Seal-for-me is turned off in this deployment (`media.workers = 0`). "
                      "Answered after the scope, `seal`, `X-Media-Kind` and `Content-Length` checks, "
                      "before the body is read.", ["not-implemented"]),
-                    ("The object store is unavailable, this replica is shutting down, or "
+                    ("The caller's uploads hold all of its share of upload memory; the body was "
+                     "not read. Retry later.", ["partner-upload-limit"], ["Retry-After"]),
+                    ("The object store is unavailable, this replica is shutting down, the "
+                     "service's upload memory is full (`uploads-busy`, the body was not read), or "
                      "(seal-for-me) every media worker is busy; retry later.",
-                     ["storage-unavailable", "shutting-down", "media-busy"], ["Retry-After"]),
+                     ["storage-unavailable", "shutting-down", "uploads-busy", "media-busy"],
+                     ["Retry-After"]),
                 ),
             },
         }
