@@ -92,3 +92,61 @@ pub(super) fn resolve(
     };
     Ok((limits, pace))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Sources};
+
+    /// `[limits.uploads]` and `[storage]` from the defaults with `extra` TOML on top.
+    fn resolved(extra: &str) -> Result<(AdmissionLimits, PacePolicy), ConfigError> {
+        let c = Config::load(&Sources {
+            dev_layer: Some(extra.to_owned()),
+            ..Default::default()
+        })?;
+        resolve(&c.limits.uploads, &c.storage, Duration::from_secs(30))
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let (a, p) = resolved("").unwrap();
+        assert_eq!(a.memory, 100 * MIB);
+        assert_eq!(a.partner_memory, 100 * MIB);
+        assert_eq!(a.max_uploads, 256);
+        assert_eq!(a.wait, Duration::from_secs(10));
+        assert_eq!(
+            a.largest_footprint(),
+            24 * MIB + crate::admission::UPLOAD_OVERHEAD
+        );
+        assert_eq!((p.min_rate, p.window), (8 * 1024, Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_budget_that_cannot_hold_one_large_upload_is_refused_by_name() {
+        let e = resolved("[limits.uploads]\nmemory_mib = 24\n").unwrap_err();
+        assert_eq!(e.key, "limits.uploads.memory_mib");
+        assert!(e.message.contains("25 MiB"), "{}", e.message);
+        // Larger parts need a larger budget.
+        let e = resolved("[storage]\npart_size_mib = 64\n").unwrap_err();
+        assert_eq!(e.key, "limits.uploads.memory_mib");
+        let e = resolved("[limits.uploads]\npartner_memory_mib = 10\n").unwrap_err();
+        assert_eq!(e.key, "limits.uploads.partner_memory_mib");
+        let e = resolved("[limits.uploads]\npartner_memory_mib = 200\n").unwrap_err();
+        assert_eq!(e.key, "limits.uploads.partner_memory_mib");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_by_name() {
+        for (toml, key) in [
+            ("max_concurrent = 0", "limits.uploads.max_concurrent"),
+            ("wait_ms = 600001", "limits.uploads.wait_ms"),
+            ("rate_window_s = 0", "limits.uploads.rate_window_s"),
+            ("memory_mib = 5000000", "limits.uploads.memory_mib"),
+        ] {
+            let e = resolved(&format!("[limits.uploads]\n{toml}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{toml}");
+        }
+        let (_, p) = resolved("[limits.uploads]\nmin_rate_kib_s = 0\n").unwrap();
+        assert_eq!(p.min_rate, 0);
+    }
+}
