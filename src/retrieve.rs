@@ -12,7 +12,7 @@ use crate::crypto::keys::KeyRing;
 use crate::crypto::stream::{Opener, chunk_count, chunk_span, plain_len};
 use crate::error::{ApiError, StoreError};
 use crate::metrics::Metrics;
-use crate::storage::{Head, media_path, read_head};
+use crate::storage::{DOWNLOAD_FIRST_READ, Head, media_path, read_head_and_more};
 use crate::tokens::{self, Claims};
 
 /// A verified download: the token's claims and the object's header.
@@ -80,7 +80,14 @@ impl Retrieve {
             self.rejected.with_label_values(&["media_gone"]).inc();
             ApiError::MediaNotFound
         };
-        let head = match read_head(self.store.as_ref(), &self.master_keys, &id).await {
+        let head = match read_head_and_more(
+            self.store.as_ref(),
+            &self.master_keys,
+            &id,
+            DOWNLOAD_FIRST_READ,
+        )
+        .await
+        {
             Ok(h) => h,
             Err(StoreError::NotFound | StoreError::UnknownKey) => return Err(gone()),
             Err(e) => return Err(e.into()),
@@ -147,18 +154,22 @@ pub fn body(
     let want = last - first + 1;
     let start = header_len + span.sealed_start;
     let end = header_len + span.sealed_end;
-    // The header read usually fetched the first few KiB of payload too; a small media is
-    // served from it without a second request.
+    // The first read fetched the start of the payload too: serve what it holds, and read
+    // only the rest from the store (nothing at all for a small media).
     let prefix_end = header_len + r.head.prefix.len() as u64;
-    let source: BoxStream<'static, Result<Bytes, ApiError>> = if end <= prefix_end {
+    let from_prefix = (start < prefix_end).then(|| {
         let from = (start - header_len) as usize;
-        let to = (end - header_len) as usize;
-        stream::once(futures::future::ready(Ok(r.head.prefix.slice(from..to)))).boxed()
-    } else {
+        let to = (end.min(prefix_end) - header_len) as usize;
+        r.head.prefix.slice(from..to)
+    });
+    let rest_start = start.max(prefix_end);
+    let e_tag = r.head.e_tag.clone();
+    let rest: Option<BoxStream<'static, Result<Bytes, ApiError>>> = (rest_start < end).then(|| {
         let path = media_path(&r.id);
         stream::once(async move {
             let opts = GetOptions {
-                range: Some(GetRange::Bounded(start..end)),
+                range: Some(GetRange::Bounded(rest_start..end)),
+                if_match: e_tag,
                 ..Default::default()
             };
             let got = store
@@ -172,6 +183,14 @@ pub fn body(
         })
         .try_flatten()
         .boxed()
+    });
+    let source: BoxStream<'static, Result<Bytes, ApiError>> = match (from_prefix, rest) {
+        (Some(p), None) => stream::once(futures::future::ready(Ok(p))).boxed(),
+        (Some(p), Some(rest)) => stream::once(futures::future::ready(Ok(p)))
+            .chain(rest)
+            .boxed(),
+        (None, Some(rest)) => rest,
+        (None, None) => stream::empty().boxed(),
     };
     let state = Decrypting {
         source,

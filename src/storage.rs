@@ -422,7 +422,16 @@ pub struct Head {
     pub object_size: u64,
     /// Bytes already read past the header (the start of the payload), reused by small downloads.
     pub prefix: Bytes,
+    /// The object's ETag when the store gives one: later reads of the same download are
+    /// pinned to it, so they never splice in another object written since.
+    pub e_tag: Option<String>,
 }
+
+/// How much a download's first read fetches: the header and, after it, enough payload that a
+/// media of up to about 125 KiB is served from this one read (and a larger one continues
+/// where it ends). Small media are most requests; each store read costs a file open or an
+/// HTTP round trip.
+pub const DOWNLOAD_FIRST_READ: usize = 128 * 1024;
 
 /// Read and authenticate a media object's header with one ranged read.
 pub async fn read_head(
@@ -430,12 +439,25 @@ pub async fn read_head(
     ring: &KeyRing,
     id: &str,
 ) -> Result<Head, StoreError> {
+    read_head_and_more(store, ring, id, MAX_HEADER_LEN).await
+}
+
+/// Read and authenticate a media object's header, fetching the first `first_read` bytes of
+/// the object (at least the longest header) in one ranged read; what follows the header
+/// comes back as [`Head::prefix`].
+pub async fn read_head_and_more(
+    store: &dyn ObjectStore,
+    ring: &KeyRing,
+    id: &str,
+    first_read: usize,
+) -> Result<Head, StoreError> {
     let opts = GetOptions {
-        range: Some(GetRange::Bounded(0..MAX_HEADER_LEN as u64)),
+        range: Some(GetRange::Bounded(0..first_read.max(MAX_HEADER_LEN) as u64)),
         ..Default::default()
     };
     let got = store.get_opts(&media_path(id), opts).await?;
     let object_size = got.meta.size;
+    let e_tag = got.meta.e_tag.clone();
     let bytes = got.bytes().await?;
     let header = open_header(ring, id, &bytes).map_err(|e| match e {
         HeaderError::UnknownKid => StoreError::UnknownKey,
@@ -450,6 +472,7 @@ pub async fn read_head(
         header,
         object_size,
         prefix,
+        e_tag,
     })
 }
 

@@ -164,3 +164,82 @@ async fn expired_media_and_bad_tokens_are_refused() {
         .unwrap_err();
     assert!(!matches!(err, ApiError::MediaExpired), "{err:?}");
 }
+
+/// The fixture's media read through the instrumented store, counting store reads.
+fn counting(f: &Fixture) -> Retrieve {
+    let store = Arc::new(crate::metrics::InstrumentedStore::new(
+        f.store.clone(),
+        f.metrics.clone(),
+    ));
+    Retrieve::new(store, ring("m1", 9), f.tokens.clone(), 30, &f.metrics)
+}
+
+fn store_reads(f: &Fixture) -> u64 {
+    f.metrics
+        .store_duration
+        .with_label_values(&["get"])
+        .get_sample_count()
+}
+
+#[tokio::test]
+async fn a_small_media_costs_one_store_read_and_a_large_one_two() {
+    let f = fixture();
+    let retrieve = counting(&f);
+    for (len, reads) in [(64 * 1024, 1), (120 * 1024, 1), (2 << 20, 2)] {
+        let plain = plaintext(len);
+        f.put(&plain, [5; 8], NOW + 3600).await;
+        let before = store_reads(&f);
+        let r = retrieve.resolve(&f.token([5; 8]), NOW).await.unwrap();
+        let got: Vec<Bytes> = retrieve.body(&r, 0, r.len - 1).try_collect().await.unwrap();
+        assert_eq!(got.concat(), plain, "{len}");
+        assert_eq!(
+            store_reads(&f) - before,
+            reads,
+            "store reads for {len} bytes"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ranges_on_both_sides_of_the_first_read_are_exact() {
+    let f = fixture();
+    let plain = plaintext(400_000);
+    f.put(&plain, [6; 8], NOW + 3600).await;
+    let r = f.retrieve.resolve(&f.token([6; 8]), NOW).await.unwrap();
+    let inside = r.head.prefix.len() as u64;
+    assert!(inside > 64 * 1024 && inside < 400_000, "{inside}");
+    for (first, last) in [
+        (0, 399_999),
+        (0, 0),
+        (1000, inside - 1000),
+        (inside - 70_000, inside + 70_000),
+        (inside - 1, inside),
+        (inside + 1, 399_999),
+        (399_999, 399_999),
+    ] {
+        let pieces: Vec<Bytes> = f
+            .retrieve
+            .body(&r, first, last)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            pieces.concat(),
+            plain[first as usize..=last as usize],
+            "{first}-{last}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_rest_of_a_download_is_never_read_from_a_replaced_object() {
+    let f = fixture();
+    f.put(&plaintext(1 << 20), [7; 8], NOW + 3600).await;
+    let r = f.retrieve.resolve(&f.token([7; 8]), NOW).await.unwrap();
+    // Deleted and uploaded again between the first read and the rest.
+    f.put(&plaintext(1 << 20), [8; 8], NOW + 3600).await;
+    let got: Result<Vec<Bytes>, ApiError> = f.retrieve.body(&r, 0, r.len - 1).try_collect().await;
+    assert!(got.is_err(), "the download went on over another object");
+    // Refused by the pin, not by failing authentication of the other object's chunks.
+    assert_eq!(f.metrics.decrypt_failures.get(), 0);
+}
