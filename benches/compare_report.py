@@ -295,14 +295,16 @@ def report(args):
         w("| e | %s | VmHWM %s MiB | no anchor | — | — | %s | %s |" % (title, fmt(hwm), goal, met))
         d("### e. %s" % title)
         d("")
-        d("| idle VmHWM MiB | VmHWM MiB | max sampled VmRSS MiB | statuses | 503 | errors | seconds | aggregate MB/s |")
-        d("|---|---|---|---|---|---|---|---|")
-        d("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        d("| idle VmHWM MiB | VmHWM MiB | max sampled VmRSS MiB | max sampled RssShmem MiB | statuses | 503 | errors | seconds | aggregate MB/s |")
+        d("|---|---|---|---|---|---|---|---|---|")
+        d("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             fmt(idle[0]) if idle else "—", fmt(hwm), fmt(m.get("server_max_rss_mib")),
+            fmt(m.get("server_max_rss_shmem_mib")),
             json.dumps(m["statuses"]).replace("|", "/"), n503, m["errors"], m["seconds"], fmt(m["mb_per_s"])))
         d("")
-        d("A fresh service (store on tmpfs, since these runs write GiBs and the disk is small; tmpfs")
-        d("pages are not part of the service's RSS). VmHWM is read from /proc/PID/status after the")
+        d("A fresh service (store on tmpfs, since these runs write GiBs and the disk is small; the")
+        d("service writes its store with write(), so tmpfs pages are not in its RSS unless mapped:")
+        d("the RssShmem column shows they are not). VmHWM is read from /proc/PID/status after the")
         d("last upload; the client samples VmRSS every 20 ms as well. 503 = refused by upload")
         d("admission (counted, not a failure of the bench).")
         d("")

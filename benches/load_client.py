@@ -106,6 +106,9 @@ def rss_sampler(pid, stop, out):
                         out["max_rss_kb"] = max(out.get("max_rss_kb", 0), kb)
                     elif line.startswith("VmHWM:"):
                         out["hwm_kb"] = int(line.split()[1])
+                    elif line.startswith("RssShmem:"):
+                        kb = int(line.split()[1])
+                        out["max_shmem_kb"] = max(out.get("max_shmem_kb", 0), kb)
         except OSError:
             return
         stop.wait(0.02)
@@ -215,6 +218,7 @@ def cmd_upload(a):
     if rss:
         result["server_max_rss_mib"] = round(rss.get("max_rss_kb", 0) / 1024, 1)
         result["server_vmhwm_mib"] = round(rss.get("hwm_kb", 0) / 1024, 1)
+        result["server_max_rss_shmem_mib"] = round(rss.get("max_shmem_kb", 0) / 1024, 1)
     if errors:
         result["first_error"] = errors[0]
     print(
