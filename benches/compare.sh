@@ -65,7 +65,10 @@ case "$D_STORE" in
 esac
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
-SVC_PID="" SVC_DIR="" NGX_PID="" PUT_PID="" BG_PID=""
+free_gib() { df -P -k "$1" | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
+printf '{"case": "env", "disk_dir": "%s", "disk_free_gib": %s, "ram_dir": "%s", "ram_free_gib": %s, "d_store": "%s"}\n' \
+    "$DISK_DIR" "$(free_gib "$WORK")" "$RAM_DIR" "$(free_gib "$RAMWORK")" "$D_STORE" >>"$RESULTS"
+SVC_PID="" SVC_DIR="" NGX_PID="" PUT_PID="" BG_PID="" REPORTED="" CURRENT="setup"
 
 # ---- processes ---------------------------------------------------------------------------
 stop_pid() { # stop_pid PID NAME [SIGNAL]: signal, wait up to 10 s, then KILL
@@ -92,12 +95,28 @@ cleanup() {
     stop_service
     stop_pid "$NGX_PID" "nginx secure_link" QUIT
     stop_pid "$PUT_PID" "nginx PUT" QUIT
+    # A run that failed (not one that was interrupted) still reports what it measured; the
+    # cases it did not reach say why. Cases with measurements keep them.
+    if [ "$rc" != 0 ] && [ "$rc" != 130 ] && [ -z "$REPORTED" ] && [ -s "$RESULTS" ] && [ -n "${LOG:-}" ]; then
+        for c in a b c d e f g; do
+            skip "$c" "the run failed with exit code $rc during case $CURRENT (see its log, $(basename "$LOG"))" || true
+        done
+        write_report || true
+    fi
     rm -rf "$WORK" "$RAMWORK"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+write_report() {
+    cp "$RESULTS" "$TARGET_DIR/bench/compare-results-$(date +%Y%m%d-%H%M%S).jsonl"
+    python3 "$HERE/compare_report.py" report "$RESULTS" "$OUT" \
+        --duration "$DURATION" --rounds "$ROUNDS" --threads "$THREADS" --conns "$CONNS" \
+        --upload-conc "$UPLOAD_CONC" --lat-conns "$LAT_CONNS" --bin "$BIN" --d-store "$D_STORE" \
+        --nginx "$("$NGINX" -v 2>&1 | sed 's/.*\///')" --wrk "$(wrk --version 2>&1 | head -n1 | awk '{print $2}')"
+    echo "# wrote $OUT; log $LOG"
+}
 section() { printf '\n==== %s\n' "$*"; }
 has_case() { case " $CASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 record() { printf '%s\n' "$1" >>"$RESULTS"; } # one JSON object per line
@@ -141,10 +160,11 @@ fi
 start_service() { # start_service PARENT_DIR: fresh `serve --dev` with its data dir under PARENT
     SVC_DIR="$(mktemp -d -p "$1" data.XXXXXX)"
     local out="$SVC_DIR.stdout" err="$SVC_DIR.stderr" addr=""
+    : >"$out"                # exists before the loop below reads it (the child opens it later)
     "$BIN" serve --dev --listen 127.0.0.1:0 --data-dir "$SVC_DIR" >"$out" 2>"$err" &
     SVC_PID=$!
     for _ in $(seq 300); do
-        addr="$(sed -n 's/.*listening on \(http:\/\/\)\{0,1\}\([0-9.]*:[0-9]*\).*/\2/p' "$out" | head -n1)"
+        addr="$(sed -n 's/.*listening on \(http:\/\/\)\{0,1\}\([0-9.]*:[0-9]*\).*/\2/p' "$out" | head -n1)" || addr=""
         [ -n "$addr" ] && break
         kill -0 "$SVC_PID" 2>/dev/null || break
         sleep 0.1
@@ -221,6 +241,7 @@ order() { # order ROUND -> "service anchor" or "anchor service" (flips every oth
 }
 
 # ---- a, b, c. downloads and rejections ---------------------------------------------------
+CURRENT="a-c"
 if has_case a || has_case b || has_case c; then
     if [ -z "$NGX_PID" ]; then
         for c in a b c; do has_case $c && skip $c "nginx secure_link anchor could not be started"; done
@@ -260,6 +281,7 @@ if has_case a || has_case b || has_case c; then
 fi
 
 # ---- d. sealed upload 16 MiB vs plain PUT --------------------------------------------------
+CURRENT="d"
 upload_run() { # upload_run CASE SIDE ROUND SIZE CONC [extra load_client args]: one timed run
     local c="$1" side="$2" r="$3" size="$4" conc="$5" line; shift 5
     line="$(timeout -k 5 $((DUR_S + 600)) python3 "$HERE/load_client.py" upload --base "$BASE" --key "$KEY" \
@@ -287,7 +309,11 @@ if has_case d; then
     fi
 fi
 
+# The S3 variants of d need an S3 server process next to the service and its anchor.
+skip d-s3 "not implemented in compare.sh yet: needs a stand-alone S3 server (s3s-fs exists here only embedded in the test harness; \`cargo install s3s-fs@0.14.1 --features binary\` is a separate 2-minute build) started for both sides"
+
 # ---- e. peak RSS under big concurrent uploads ---------------------------------------------
+CURRENT="e"
 if has_case e; then
     for spec in "32:256" "8:1024"; do
         n="${spec%%:*}" mib="${spec#*:}"
@@ -302,6 +328,7 @@ if has_case e; then
 fi
 
 # ---- f. download p99 while big uploads run -------------------------------------------------
+CURRENT="f"
 if has_case f; then
     for r in $(seq "$ROUNDS"); do
         start_service "$RAMWORK"
@@ -328,6 +355,7 @@ if has_case f; then
 fi
 
 # ---- g. at-rest crypto vs raw aes-gcm vs openssl -------------------------------------------
+CURRENT="g"
 if has_case g; then
     section "g: cargo bench --bench at_rest (criterion) and benches/openssl-speed.sh"
     export CRITERION_HOME="$WORK/criterion"
@@ -348,9 +376,5 @@ fi
 # ---- report --------------------------------------------------------------------------------
 for c in a b c d e f g; do has_case $c || skip $c "not selected in CASES for this run"; done
 section "report"
-cp "$RESULTS" "$TARGET_DIR/bench/compare-results-$(date +%Y%m%d-%H%M%S).jsonl"
-python3 "$HERE/compare_report.py" report "$RESULTS" "$OUT" \
-    --duration "$DURATION" --rounds "$ROUNDS" --threads "$THREADS" --conns "$CONNS" \
-    --upload-conc "$UPLOAD_CONC" --lat-conns "$LAT_CONNS" --bin "$BIN" --d-store "$D_STORE" \
-    --nginx "$("$NGINX" -v 2>&1 | sed 's/.*\///')" --wrk "$(wrk --version 2>&1 | head -n1 | awk '{print $2}')"
-echo "# wrote $OUT; log $LOG"
+write_report
+REPORTED=1

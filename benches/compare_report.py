@@ -275,6 +275,10 @@ def report(args):
         d("Ratios per round: " + ", ".join("%.2f" % x for x in ratios))
         d("")
 
+    if "d-s3" in skipped or "d-s3" in by_case:
+        w("| d | sealed upload 16 MiB to the S3 backend vs a plain PUT to the same S3 server | — | — | — | — | ≥ 0.8× | not measured: %s |"
+          % skipped.get("d-s3", "no measurement was recorded"))
+
     # ---- e: peak RSS
     for case, title in (("e32x256", "peak RSS during 32 concurrent 256 MiB uploads"),
                         ("e8x1024", "peak RSS during 8 concurrent 1 GiB uploads")):
@@ -388,7 +392,14 @@ def report(args):
         d("caveat at the top of `benches/at_rest.rs`). One criterion run, not alternated rounds.")
         d("")
 
+    env = next(iter(by_case.get("env", [])), None)
     w("")
+    if env:
+        w("Stores: case d's service store and nginx PUT folder on %s (D_STORE=%s), cases e and f on %s"
+          % (env["ram_dir"] + " (tmpfs)" if env["d_store"] == "ram" else env["disk_dir"] + " (disk)",
+             env["d_store"], env["ram_dir"] + " (tmpfs)"))
+        w("(they write GiBs; free at the start: %s GiB on %s, %s GiB on %s); a–c on %s."
+          % (env["disk_free_gib"], env["disk_dir"], env["ram_free_gib"], env["ram_dir"], env["disk_dir"]))
     w("\"met\" is judged on the median ratio; \"not in every round\" flags a median that meets the goal")
     w("while some round did not. MB/s for downloads is wrk's Transfer/sec (bodies plus headers).")
     w("")
