@@ -25,8 +25,8 @@
 #        CASES ("a b c d e f g") SKIP_BUILD=1 BIN (…/release/interop-media under
 #        CARGO_TARGET_DIR or ./target) OUT (docs/BENCHMARKS.md) DISK_DIR (parent of the
 #        on-disk temp dir; default $TMPDIR) RAM_DIR (/dev/shm: the stores of cases e and f,
-#        which write GiBs) D_STORE (ram|disk, default ram: where case d's service store and
-#        nginx's PUT folder live; both sides always share the same kind of store) RUST_LOG
+#        which write GiBs) D_STORE (ram|disk, default ram: where the service store of cases
+#        a-d and nginx's folders live; both sides always share the same kind of store) RUST_LOG
 # The load generator and the servers share the machine's cores: every figure is a ratio to an
 # anchor measured in the same run, minutes apart at most.
 set -euo pipefail
@@ -246,7 +246,7 @@ if has_case a || has_case b || has_case c; then
     if [ -z "$NGX_PID" ]; then
         for c in a b c; do has_case $c && skip $c "nginx secure_link anchor could not be started"; done
     else
-        start_service "$WORK"
+        start_service "$DWORK"       # the same file system as nginx's files
         for r in $(seq "$ROUNDS"); do
             S64="$(mint $((64 * 1024)))"
             S16="$(mint $((16 * MIB)))"

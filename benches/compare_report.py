@@ -395,11 +395,12 @@ def report(args):
     env = next(iter(by_case.get("env", [])), None)
     w("")
     if env:
-        w("Stores: case d's service store and nginx PUT folder on %s (D_STORE=%s), cases e and f on %s"
+        w("Stores: for a–d the service's file store and nginx's folders are on %s (D_STORE=%s), for"
           % (env["ram_dir"] + " (tmpfs)" if env["d_store"] == "ram" else env["disk_dir"] + " (disk)",
-             env["d_store"], env["ram_dir"] + " (tmpfs)"))
-        w("(they write GiBs; free at the start: %s GiB on %s, %s GiB on %s); a–c on %s."
-          % (env["disk_free_gib"], env["disk_dir"], env["ram_free_gib"], env["ram_dir"], env["disk_dir"]))
+             env["d_store"]))
+        w("e and f the service's store is on %s: these runs write GiBs, and at the start %s GiB were"
+          % (env["ram_dir"] + " (tmpfs)", env["disk_free_gib"]))
+        w("free on %s (%s GiB on %s)." % (env["disk_dir"], env["ram_free_gib"], env["ram_dir"]))
     w("\"met\" is judged on the median ratio; \"not in every round\" flags a median that meets the goal")
     w("while some round did not. MB/s for downloads is wrk's Transfer/sec (bodies plus headers).")
     w("")
