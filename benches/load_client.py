@@ -12,8 +12,11 @@ Subcommands
                                    (used by the wrk Lua script for small uploads)
   upload   --base URL --key KEY --size BYTES --concurrency N (--duration S | --count N)
            [--watch-pid PID]       upload distinct blobs on N keep-alive connections; prints a
-                                   summary and a `RESULT {json}` line; with --watch-pid samples
-                                   that process's VmRSS every 20 ms and reports VmHWM
+           [--plain-put PREFIX]    summary and a `RESULT {json}` line; with --watch-pid samples
+                                   that process's VmRSS every 20 ms and reports VmHWM; with
+                                   --plain-put, each blob is a bare `PUT PREFIX<n>.bin` instead
+                                   (no auth or media headers: the anchor of benches/compare.sh,
+                                   a WebDAV PUT to nginx); 201/204 count as success there
   mint     --base URL --key KEY --size BYTES
                                    upload one distinct blob, mint a download token, print its URL
 """
@@ -47,6 +50,7 @@ class Blobs:
         self.counter = itertools.count()  # next() is atomic under the GIL
         # Distinct across runs too (a reused data dir would otherwise deduplicate).
         self.salt = int.from_bytes(os.urandom(4), "big") << 32
+        self.put_names = itertools.count()
 
     def next(self):
         n = self.salt + next(self.counter)
@@ -59,6 +63,18 @@ class Blobs:
 def connect(base):
     u = urllib.parse.urlsplit(base)
     return http.client.HTTPConnection(u.hostname, u.port or 80, timeout=600)
+
+
+def put_one(conn, blobs, prefix):
+    body, _ = blobs.next()
+    n = next(blobs.put_names)
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(blobs.size)}
+    conn.request("PUT", "%s%d-%d.bin" % (prefix, blobs.salt, n), body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.getheader("Connection", "").lower() == "close":
+        conn.close()
+    return resp.status, data
 
 
 def upload_one(conn, blobs, key, kind, fmt):
@@ -90,6 +106,9 @@ def rss_sampler(pid, stop, out):
                         out["max_rss_kb"] = max(out.get("max_rss_kb", 0), kb)
                     elif line.startswith("VmHWM:"):
                         out["hwm_kb"] = int(line.split()[1])
+                    elif line.startswith("RssShmem:"):
+                        kb = int(line.split()[1])
+                        out["max_shmem_kb"] = max(out.get("max_shmem_kb", 0), kb)
         except OSError:
             return
         stop.wait(0.02)
@@ -132,7 +151,10 @@ def cmd_upload(a):
                 break
             t0 = time.monotonic()
             try:
-                status, _ = upload_one(conn, blobs, a.key, a.kind, a.format)
+                if a.plain_put:
+                    status, _ = put_one(conn, blobs, a.plain_put)
+                else:
+                    status, _ = upload_one(conn, blobs, a.key, a.kind, a.format)
             except (OSError, http.client.HTTPException) as e:
                 with lock:
                     errors.append(repr(e))
@@ -173,7 +195,8 @@ def cmd_upload(a):
         except OSError:
             pass
 
-    ok = sum(v for k, v in statuses.items() if k in (200, 201))
+    good = (200, 201, 204) if a.plain_put else (200, 201)
+    ok = sum(v for k, v in statuses.items() if k in good)
     stored = statuses.get(201, 0)
     lat = sorted(latencies)
     result = {
@@ -195,6 +218,7 @@ def cmd_upload(a):
     if rss:
         result["server_max_rss_mib"] = round(rss.get("max_rss_kb", 0) / 1024, 1)
         result["server_vmhwm_mib"] = round(rss.get("hwm_kb", 0) / 1024, 1)
+        result["server_max_rss_shmem_mib"] = round(rss.get("max_shmem_kb", 0) / 1024, 1)
     if errors:
         result["first_error"] = errors[0]
     print(
@@ -210,7 +234,7 @@ def cmd_upload(a):
         )
     )
     print("RESULT " + json.dumps(result), flush=True)
-    bad = {k: v for k, v in statuses.items() if k not in (200, 201)}
+    bad = {k: v for k, v in statuses.items() if k not in good}
     return 1 if (bad or errors or not ok) else 0
 
 
@@ -266,6 +290,7 @@ def main():
             g.add_argument("--duration", type=float)
             g.add_argument("--count", type=int)
             s.add_argument("--watch-pid", type=int)
+            s.add_argument("--plain-put", metavar="PREFIX")
         else:
             s.add_argument("--ttl", type=int, default=300)
 
