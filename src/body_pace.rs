@@ -3,6 +3,11 @@
 //! without the second, a client that sends a byte just inside every idle timeout would hold
 //! its upload's memory reservation for as long as it likes.
 //!
+//! It is also where a fast upload gives way: an actix worker thread runs many requests, and a
+//! body whose pieces are always ready (loopback, a fast gateway) would otherwise be hashed and
+//! sealed without pause while downloads on the same thread wait. Every [`YIELD_EVERY`] bytes
+//! the upload yields to the worker's other tasks.
+//!
 //! The rate counts only the time spent waiting for the client, not the time the service
 //! itself spends (a slow store pushing back), and is judged over windows of `window`, so a
 //! short pause in a fast upload is not punished.
@@ -14,6 +19,9 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use crate::error::ApiError;
+
+/// An upload yields to the other tasks of its worker after this many body bytes.
+pub const YIELD_EVERY: u64 = 256 * 1024;
 
 /// Why reading a request body failed.
 #[derive(Debug)]
@@ -51,6 +59,8 @@ pub struct Pace {
     /// Time spent waiting for the client in this window, and the bytes it sent in it.
     waited: Duration,
     bytes: u64,
+    /// Body bytes handed out since the last yield.
+    since_yield: u64,
 }
 
 impl Pace {
@@ -59,6 +69,7 @@ impl Pace {
             policy,
             waited: Duration::ZERO,
             bytes: 0,
+            since_yield: 0,
         }
     }
 
@@ -70,6 +81,10 @@ impl Pace {
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
     {
+        if self.since_yield >= YIELD_EVERY {
+            self.since_yield = 0;
+            tokio::task::yield_now().await;
+        }
         let started = Instant::now();
         let piece = match tokio::time::timeout(self.policy.idle, body.next()).await {
             Err(_) => return Err(ApiError::BodyTimeout),
@@ -78,6 +93,7 @@ impl Pace {
             Ok(Some(Ok(b))) => b,
         };
         self.count(piece.len(), started.elapsed())?;
+        self.since_yield += piece.len() as u64;
         Ok(Some(piece))
     }
 
