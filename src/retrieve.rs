@@ -177,8 +177,7 @@ pub fn body(
                 .await
                 .map_err(|e| ApiError::from(StoreError::from(e)))?;
             Ok::<_, ApiError>(
-                got.into_stream()
-                    .map_err(|e| ApiError::from(StoreError::from(e))),
+                crate::storage::body_stream(got).map_err(|e| ApiError::from(StoreError::from(e))),
             )
         })
         .try_flatten()

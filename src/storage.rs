@@ -1,9 +1,11 @@
 //! Object storage: the backend chosen by URL, the key scheme, and reading object headers.
 
+mod body;
 mod part_writer;
 mod resume;
 mod retry;
 
+pub use body::body_stream;
 pub use part_writer::PartWriter;
 pub use retry::{Retrier, RetryPolicy, RetryingMultipart, RetryingStore, is_transient};
 
