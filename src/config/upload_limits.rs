@@ -110,8 +110,8 @@ mod tests {
     #[test]
     fn defaults_resolve() {
         let (a, p) = resolved("").unwrap();
-        assert_eq!(a.memory, 100 * MIB);
-        assert_eq!(a.partner_memory, 100 * MIB);
+        assert_eq!(a.memory, 80 * MIB);
+        assert_eq!(a.partner_memory, 80 * MIB);
         assert_eq!(a.max_uploads, 256);
         assert_eq!(a.wait, Duration::from_secs(10));
         assert_eq!(
