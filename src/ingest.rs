@@ -317,7 +317,19 @@ impl Ingest {
         let mut sealer = Sealer::new(cipher);
         let part_size = self.part_size;
         let path = media_path(&id);
-        let mut first = BytesMut::with_capacity(part_size.min(1 << 20));
+        // Sized once when the length is known: growing by doubling would copy the part
+        // several times and leave the freed buffers in the allocator (RSS above the
+        // reservation). The first part is cut once it exceeds `part_size`, i.e. at most one
+        // sealed piece later.
+        let first_cap = match req.declared_len {
+            Some(n) => {
+                usize::try_from(crate::crypto::object::MAX_HEADER_LEN as u64 + sealed_len(n))
+                    .unwrap_or(usize::MAX)
+                    .min(part_size + 2 * crate::crypto::stream::SEALED_CHUNK_SIZE)
+            }
+            None => part_size.min(1 << 20),
+        };
+        let mut first = BytesMut::with_capacity(first_cap);
         first.extend_from_slice(&header);
         let mut sink = Sink::Buffer(first);
 
