@@ -299,18 +299,21 @@ def report(args):
         w("| e | %s | VmHWM %s MiB | no anchor | — | — | %s | %s |" % (title, fmt(hwm), goal, met))
         d("### e. %s" % title)
         d("")
-        d("| idle VmHWM MiB | VmHWM MiB | max sampled VmRSS MiB | max sampled RssShmem MiB | statuses | 503 | errors | seconds | aggregate MB/s |")
-        d("|---|---|---|---|---|---|---|---|---|")
-        d("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        d("| idle VmHWM MiB | VmHWM MiB | max sampled VmRSS MiB | max sampled RssShmem MiB | statuses | 503 | 429/503 waited out and sent again | errors | seconds | aggregate MB/s |")
+        d("|---|---|---|---|---|---|---|---|---|---|")
+        d("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             fmt(idle[0]) if idle else "—", fmt(hwm), fmt(m.get("server_max_rss_mib")),
             fmt(m.get("server_max_rss_shmem_mib")),
-            json.dumps(m["statuses"]).replace("|", "/"), n503, m["errors"], m["seconds"], fmt(m["mb_per_s"])))
+            json.dumps(m["statuses"]).replace("|", "/"), n503, m.get("retried_busy", 0), m["errors"],
+            m["seconds"], fmt(m["mb_per_s"])))
         d("")
         d("A fresh service (store on tmpfs, since these runs write GiBs and the disk is small; the")
         d("service writes its store with write(), so tmpfs pages are not in its RSS unless mapped:")
         d("the RssShmem column shows they are not). VmHWM is read from /proc/PID/status after the")
-        d("last upload; the client samples VmRSS every 20 ms as well. 503 = refused by upload")
-        d("admission (counted, not a failure of the bench).")
+        d("last upload; the client samples VmRSS every 20 ms as well. Upload admission makes uploads")
+        d("beyond `limits.uploads.memory_mib` wait, then answer 429/503 with Retry-After; the client")
+        d("waits that out and sends again, as a gateway should (`--retry-busy`), so every upload ends")
+        d("stored; the retries are counted.")
         d("")
 
     # ---- f: latency under load

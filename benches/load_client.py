@@ -77,7 +77,7 @@ def put_one(conn, blobs, prefix):
     return resp.status, data
 
 
-def upload_one(conn, blobs, key, kind, fmt):
+def upload_one(conn, blobs, key, kind, fmt, retries=None):
     body, digest = blobs.next()
     headers = {
         "Authorization": "Bearer " + key,
@@ -92,6 +92,14 @@ def upload_one(conn, blobs, key, kind, fmt):
     data = resp.read()
     if resp.getheader("Connection", "").lower() == "close":
         conn.close()
+    if retries is not None and resp.status in (429, 503) and retries[0] > 0:
+        # Upload admission said "no room yet": do what a gateway should, wait Retry-After
+        # and send again.
+        retries[0] -= 1
+        retries[1] += 1
+        conn.close()  # the refused body was not read: the server closes; the next request reconnects
+        time.sleep(float(resp.getheader("Retry-After", "1")))
+        return upload_one(conn, blobs, key, kind, fmt, retries)
     return resp.status, data
 
 
@@ -138,6 +146,7 @@ def cmd_upload(a):
     statuses = {}
     latencies = []
     errors = []
+    retried = [0]  # 429/503 answers waited out and sent again (--retry-busy)
     remaining = itertools.count()  # for --count
     deadline = None
 
@@ -154,7 +163,11 @@ def cmd_upload(a):
                 if a.plain_put:
                     status, _ = put_one(conn, blobs, a.plain_put)
                 else:
-                    status, _ = upload_one(conn, blobs, a.key, a.kind, a.format)
+                    budget = [a.retry_busy, 0] if a.retry_busy else None
+                    status, _ = upload_one(conn, blobs, a.key, a.kind, a.format, budget)
+                    if budget:
+                        with lock:
+                            retried[0] += budget[1]
             except (OSError, http.client.HTTPException) as e:
                 with lock:
                     errors.append(repr(e))
@@ -206,6 +219,7 @@ def cmd_upload(a):
         "requests": len(latencies),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "errors": len(errors),
+        "retried_busy": retried[0],
         "req_per_s": round(ok / elapsed, 1) if elapsed else 0,
         "stored_per_s": round(stored / elapsed, 1) if elapsed else 0,
         "mb_per_s": round(ok * a.size / elapsed / 1e6, 1) if elapsed else 0,
@@ -291,6 +305,8 @@ def main():
             g.add_argument("--count", type=int)
             s.add_argument("--watch-pid", type=int)
             s.add_argument("--plain-put", metavar="PREFIX")
+            s.add_argument("--retry-busy", type=int, default=0, metavar="N",
+                           help="wait Retry-After and send again on 429/503, at most N times per upload")
         else:
             s.add_argument("--ttl", type=int, default=300)
 

@@ -41,8 +41,8 @@ CODES = [
     ("range-not-satisfiable", 416, "The `Range` selects no byte of the blob (`Content-Range: bytes */<size>`)."),
     ("body-timeout", 408, "The request body sent nothing for longer than `server.body_idle_timeout_s`."),
     ("body-too-slow", 408, "The request body arrived slower on average than `limits.uploads.min_rate_kib_s`, judged over each `limits.uploads.rate_window_s` of waiting for the client; nothing of it was stored (tus: what arrived before is kept)."),
-    ("uploads-busy", 503, "The service's upload memory budget (`limits.uploads.memory_mib`) or its count of concurrent uploads (`limits.uploads.max_concurrent`) stayed full for `limits.uploads.wait_ms`; the body was not read and nothing was stored; retry after `Retry-After` seconds."),
-    ("partner-upload-limit", 429, "The caller's uploads hold all of its share of upload memory (`limits.uploads.partner_memory_mib`) for `limits.uploads.wait_ms`; the body was not read and nothing was stored; retry after `Retry-After` seconds."),
+    ("uploads-busy", 503, "The service's upload memory budget (`limits.uploads.memory_mib`) or its count of concurrent uploads (`limits.uploads.max_concurrent`) stayed full for `limits.uploads.wait_ms`; the body was not read (`Connection: close`) and nothing was stored; retry after `Retry-After` seconds."),
+    ("partner-upload-limit", 429, "The caller's uploads hold all of its share of upload memory (`limits.uploads.partner_memory_mib`) for `limits.uploads.wait_ms`; the body was not read (`Connection: close`) and nothing was stored; retry after `Retry-After` seconds."),
     ("body-aborted", 400, "The request body could not be read (client went away, malformed chunked encoding)."),
     ("upload-not-found", 404, "No such tus upload for this caller: never created, terminated, discarded after `digest-mismatch`, swept, another partner's (indistinguishable from none), sealed under a retired key, or an id that is not 32 lower-case hex digits."),
     ("upload-expired", 410, "The unfinished tus upload is past its `Upload-Expires`."),
@@ -1010,7 +1010,8 @@ def tus_paths():
                     ("The body does not match `Upload-Checksum`; nothing of it was kept "
                      "(tus status 460, no reason phrase on the status line).", ["checksum-mismatch"]),
                     ("The caller's uploads hold all of its share of upload memory; the body was "
-                     "not read. Retry later.", ["partner-upload-limit"], ["Retry-After"]),
+                     "not read; the connection is closed. Retry later.", ["partner-upload-limit"],
+                     ["Retry-After", "Connection"]),
                     R500,
                     ("The object store is unavailable, this replica is shutting down, or the "
                      "service's upload memory is full (`uploads-busy`, the body was not read); "
@@ -1213,7 +1214,8 @@ def build():
                      "Answered after the scope, `seal`, `X-Media-Kind` and `Content-Length` checks, "
                      "before the body is read.", ["not-implemented"]),
                     ("The caller's uploads hold all of its share of upload memory; the body was "
-                     "not read. Retry later.", ["partner-upload-limit"], ["Retry-After"]),
+                     "not read; the connection is closed. Retry later.", ["partner-upload-limit"],
+                     ["Retry-After", "Connection"]),
                     ("The object store is unavailable, this replica is shutting down, the "
                      "service's upload memory is full (`uploads-busy`, the body was not read), or "
                      "(seal-for-me) every media worker is busy; retry later.",

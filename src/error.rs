@@ -292,9 +292,11 @@ impl ResponseError for ApiError {
             ApiError::StorageUnavailable | ApiError::ShuttingDown | ApiError::MediaBusy => {
                 resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
             }
-            // Room for an upload frees as soon as one ends: worth asking again soon.
+            // Room for an upload frees as soon as one ends: worth asking again soon. The body
+            // was not read, and draining it would cost what the refusal saves.
             ApiError::UploadsBusy | ApiError::PartnerUploadLimit => {
                 resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("2")));
+                resp.insert_header((header::CONNECTION, "close"));
             }
             ApiError::TusVersion => {
                 resp.insert_header(("tus-version", "1.0.0"));
