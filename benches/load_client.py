@@ -159,20 +159,32 @@ def cmd_upload(a):
             elif time.monotonic() >= deadline:
                 break
             t0 = time.monotonic()
-            try:
-                if a.plain_put:
-                    status, _ = put_one(conn, blobs, a.plain_put)
-                else:
-                    budget = [a.retry_busy, 0] if a.retry_busy else None
-                    status, _ = upload_one(conn, blobs, a.key, a.kind, a.format, budget)
-                    if budget:
-                        with lock:
-                            retried[0] += budget[1]
-            except (OSError, http.client.HTTPException) as e:
-                with lock:
-                    errors.append(repr(e))
-                conn.close()
-                conn = connect(a.base)
+            status = None
+            resets = 0
+            while status is None:
+                try:
+                    if a.plain_put:
+                        status, _ = put_one(conn, blobs, a.plain_put)
+                    else:
+                        budget = [a.retry_busy, 0] if a.retry_busy else None
+                        status, _ = upload_one(conn, blobs, a.key, a.kind, a.format, budget)
+                        if budget:
+                            with lock:
+                                retried[0] += budget[1]
+                except (OSError, http.client.HTTPException) as e:
+                    with lock:
+                        errors.append(repr(e))
+                    conn.close()
+                    conn = connect(a.base)
+                    # A refusal (429/503) that closes the connection while this client is
+                    # still sending the body arrives as a reset, not as the answer: with
+                    # --retry-busy, wait and send again like after a 503 (counted in errors).
+                    if a.retry_busy and resets < a.retry_busy:
+                        resets += 1
+                        time.sleep(1)
+                        continue
+                    break
+            if status is None:
                 continue
             dt = time.monotonic() - t0
             with lock:
