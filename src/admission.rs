@@ -132,10 +132,6 @@ impl Admission {
         }))
     }
 
-    pub fn limits(&self) -> &AdmissionLimits {
-        &self.0.limits
-    }
-
     /// Reserve room for one upload of `partner` that stores an object of `object_len` bytes
     /// (`None`: unknown), waiting up to the configured time.
     pub async fn admit(&self, partner: &str, object_len: Option<u64>) -> Result<Ticket, ApiError> {
