@@ -88,6 +88,11 @@ pub fn rfc3339(unix: u64) -> String {
 
 pub use crate::crypto::ids::{MediaIds, id_is_valid};
 
+/// At most how long the stored object of a `plain_len`-byte body is (longest header).
+fn stored_len_bound(plain_len: u64) -> u64 {
+    crate::crypto::object::MAX_HEADER_LEN as u64 + sealed_len(plain_len)
+}
+
 /// Counts and hashes the body and enforces the length limits shared by both paths.
 struct Intake {
     hasher: Sha256,
@@ -229,9 +234,9 @@ impl Ingest {
         partner: &str,
         plain_len: Option<u64>,
     ) -> Result<Ticket, ApiError> {
-        let object =
-            plain_len.map(|n| crate::crypto::object::MAX_HEADER_LEN as u64 + sealed_len(n));
-        self.admission.admit(partner, object).await
+        self.admission
+            .admit(partner, plain_len.map(stored_len_bound))
+            .await
     }
 
     /// The pace upload bodies must keep.
@@ -322,11 +327,9 @@ impl Ingest {
         // reservation). The first part is cut once it exceeds `part_size`, i.e. at most one
         // sealed piece later.
         let first_cap = match req.declared_len {
-            Some(n) => {
-                usize::try_from(crate::crypto::object::MAX_HEADER_LEN as u64 + sealed_len(n))
-                    .unwrap_or(usize::MAX)
-                    .min(part_size + 2 * crate::crypto::stream::SEALED_CHUNK_SIZE)
-            }
+            Some(n) => usize::try_from(stored_len_bound(n))
+                .unwrap_or(usize::MAX)
+                .min(part_size + 2 * crate::crypto::stream::SEALED_CHUNK_SIZE),
             None => part_size.min(1 << 20),
         };
         let mut first = BytesMut::with_capacity(first_cap);
